@@ -1,0 +1,113 @@
+"""One typed settings object, read from the environment (prefix ``NBO_``, nested with ``__``).
+
+Defaults are the domain rules of ``shared/DESIGN.md``; every threshold and rate is configuration,
+e.g. ``NBO_TIERS__SILVER_GROWTH=600`` or ``NBO_POINTS__EXPIRY_MONTHS=24``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TIERS: tuple[str, ...] = ("regular", "silver", "gold", "diamond")
+"""Tiers from lowest to highest; a tier's rank is its index here."""
+
+
+class TierThresholds(BaseModel):
+    """Growth value (over the trailing ``window_months``) and extra conditions for each tier."""
+
+    silver_growth: float = 500
+    gold_growth: float = 1500
+    gold_month_spend: float = 200
+    diamond_growth: float = 3000
+    diamond_referrals: int = 1
+    window_months: int = Field(12, ge=1, description="growth counts over this many calendar months")
+    keep_days: int = Field(365, ge=1, description="a tier reached is kept this long without re-qualifying")
+
+
+class GrowthRules(BaseModel):
+    """Growth value (成长值) awarded per action."""
+
+    per_yuan: float = 1.0
+    checkin: float = 5
+    share: float = 20
+    referral: float = 50
+    questionnaire: float = 10
+
+
+class PointsRules(BaseModel):
+    """Points (积分) earned per yuan by tier, their value and their expiry."""
+
+    earn_per_yuan: dict[str, float] = Field(
+        default_factory=lambda: {"regular": 1.0, "silver": 1.2, "gold": 1.5, "diamond": 2.0}
+    )
+    points_per_yuan_redeemed: int = 100
+    expiry_months: int = Field(12, ge=1, description="a month's points expire at the end of the month this many months later")
+
+    @field_validator("earn_per_yuan")
+    @classmethod
+    def _every_tier_has_a_rate(cls, rates: dict[str, float]) -> dict[str, float]:
+        missing = [t for t in TIERS if t not in rates]
+        if missing:
+            raise ValueError(f"earn_per_yuan lacks a rate for tiers {missing}")
+        return rates
+
+
+class SegmentRules(BaseModel):
+    """RFM segments, checked in order: new, lapsed, at_risk, champion, loyal, else occasional."""
+
+    new_within_days: int = 30
+    lapsed_after_days: int = 90
+    at_risk_after_days: int = 30
+    champion_recency_days: int = 14
+    champion_orders_90d: int = 8
+    loyal_recency_days: int = 30
+    loyal_orders_90d: int = 3
+
+
+class Settings(BaseSettings):
+    """Everything the service, the CLI and the tests configure."""
+
+    model_config = SettingsConfigDict(env_prefix="NBO_", env_nested_delimiter="__", extra="ignore")
+
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_URL", "NBO_REDIS_URL"),
+        description="Redis to use; unset starts an embedded redis-server under var_dir/redis",
+    )
+    var_dir: Path = Field(Path("var"), description="runtime data: embedded Redis, secrets, imported data")
+    rules_dir: Path = Path("rules")
+    mlflow_tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    mlflow_artifacts_dir: Path = Path("mlruns/artifacts")
+    data_dir: Path = Field(Path("../shared/data"), description="the shared real transaction logs")
+    timezone: str = Field("Asia/Shanghai", description="stores' local time: days and months are counted in it")
+    pii_key: str | None = Field(None, description="secret for hashing phone numbers; generated under var_dir if unset")
+    event_dedup_days: int = Field(35, ge=1, description="how long an event_id is remembered for exactly-once")
+    stream_consumer: bool = Field(True, description="consume the events Redis Stream inside `nbo serve`")
+
+    tiers: TierThresholds = Field(default_factory=TierThresholds)
+    growth: GrowthRules = Field(default_factory=GrowthRules)
+    points: PointsRules = Field(default_factory=PointsRules)
+    segments: SegmentRules = Field(default_factory=SegmentRules)
+
+    def pii_secret(self) -> bytes:
+        """The key for hashing personal data: from the environment, else created once under var_dir."""
+        if self.pii_key:
+            return self.pii_key.encode()
+        path = self.var_dir / "pii.key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()
