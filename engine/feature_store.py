@@ -13,6 +13,9 @@ update is lost) and skips events already applied (a replay changes nothing).
 
 from __future__ import annotations
 
+import random
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,19 +26,21 @@ from engine.events import Event, parse_event
 from engine.features import member_features
 from engine.member_state import (
     DAYS,
+    INCREMENTED_PARTS,
     PARTS,
     PROFILE,
     WRITER_PARTS,
+    Changes,
     EventRejected,
     MemberState,
-    Op,
     Programme,
     apply_event,
 )
 
 DAILY_BUCKET_DAYS = 400
 """Daily buckets older than this (behind the member's newest event) are pruned: windows stop at 365."""
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 64
+WRITER_CACHE_MEMBERS = 50_000
 
 
 def member_key(member_id: str, part: str) -> str:
@@ -76,51 +81,56 @@ class IngestResult:
 
 
 # KEYS: profile, months, days, categories, items, then one exactly-once key per event.
-# ARGV: expected version, dedup ttl seconds, newest day, daily-bucket horizon, event count,
-#       then per event: op count, then per op: code, part index (1-5), field, value.
+# ARGV: expected version, dedup ttl seconds, newest day, daily-bucket horizon, event count, then
+#       sections, each a count and its items: profile field/value pairs (absolute), month
+#       field/value pairs (absolute), month fields to delete, then field/delta pairs to add to
+#       days, categories and items.
+# Returns {1} applied, {-1} the version moved (re-read and retry), {-2, i...} events i were
+# already applied (nothing written: drop them and retry).
 _APPLY_LUA = """
 local version = redis.call('HGET', KEYS[1], 'v') or '0'
 if version ~= ARGV[1] then return {-1} end
-local ttl = tonumber(ARGV[2])
-local newest = tonumber(ARGV[3])
-local horizon = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
-local pos = 6
-local out = {}
-local applied = 0
+local seen = {-2}
 for e = 1, n do
-  local nops = tonumber(ARGV[pos]); pos = pos + 1
-  local once = KEYS[5 + e]
-  if redis.call('EXISTS', once) == 1 then
-    out[e] = 0
-    pos = pos + 4 * nops
-  else
-    for _ = 1, nops do
-      local code, key, fld, val = ARGV[pos], KEYS[tonumber(ARGV[pos + 1])], ARGV[pos + 2], ARGV[pos + 3]
-      pos = pos + 4
-      if code == 'incr' then redis.call('HINCRBYFLOAT', key, fld, val)
-      elseif code == 'set' then redis.call('HSET', key, fld, val)
-      else redis.call('HDEL', key, fld) end
-    end
-    redis.call('SET', once, '1', 'EX', ttl)
-    out[e] = 1
-    applied = applied + 1
+  if redis.call('EXISTS', KEYS[5 + e]) == 1 then seen[#seen + 1] = e end
+end
+if #seen > 1 then return seen end
+local pos = 6
+local function pairs_section(command, key)
+  local count = tonumber(ARGV[pos]); pos = pos + 1
+  if count > 0 then redis.call(command, key, unpack(ARGV, pos, pos + 2 * count - 1)) end
+  pos = pos + 2 * count
+end
+pairs_section('HSET', KEYS[1])
+pairs_section('HSET', KEYS[2])
+local dels = tonumber(ARGV[pos]); pos = pos + 1
+if dels > 0 then redis.call('HDEL', KEYS[2], unpack(ARGV, pos, pos + dels - 1)) end
+pos = pos + dels
+for part = 3, 5 do
+  -- Daily buckets are integers (fen, baskets); quantities may be fractional (0.5 kg).
+  local command = part == 3 and 'HINCRBY' or 'HINCRBYFLOAT'
+  local count = tonumber(ARGV[pos]); pos = pos + 1
+  for _ = 1, count do
+    redis.call(command, KEYS[part], ARGV[pos], ARGV[pos + 1])
+    pos = pos + 2
   end
 end
-if applied > 0 then
-  redis.call('HINCRBY', KEYS[1], 'v', 1)
-  if redis.call('HLEN', KEYS[3]) > 2 * horizon + 64 then
-    local cutoff = newest - horizon
-    local stale = {}
-    for _, fld in ipairs(redis.call('HKEYS', KEYS[3])) do
-      if tonumber(string.sub(fld, 2)) < cutoff then stale[#stale + 1] = fld end
-    end
-    for i = 1, #stale, 500 do
-      redis.call('HDEL', KEYS[3], unpack(stale, i, math.min(i + 499, #stale)))
-    end
+local ttl = tonumber(ARGV[2])
+for e = 1, n do redis.call('SET', KEYS[5 + e], '1', 'EX', ttl) end
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+local horizon = tonumber(ARGV[4])
+if redis.call('HLEN', KEYS[3]) > 2 * horizon + 64 then
+  local cutoff = tonumber(ARGV[3]) - horizon
+  local stale = {}
+  for _, fld in ipairs(redis.call('HKEYS', KEYS[3])) do
+    if tonumber(string.sub(fld, 2)) < cutoff then stale[#stale + 1] = fld end
+  end
+  for i = 1, #stale, 500 do
+    redis.call('HDEL', KEYS[3], unpack(stale, i, math.min(i + 499, #stale)))
   end
 end
-return out
+return {1}
 """
 
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(PARTS)}
@@ -135,6 +145,7 @@ class FeatureStore:
         programme: Programme,
         clock: Callable[[], datetime] = utc_now,
         future_tolerance: timedelta = timedelta(days=1),
+        writer_cache_members: int = WRITER_CACHE_MEMBERS,
     ) -> None:
         self.redis = client
         self.programme = programme
@@ -142,6 +153,11 @@ class FeatureStore:
         self.future_tolerance = future_tolerance
         self._apply = client.register_script(_APPLY_LUA)
         self._dedup_seconds = programme.settings.event_dedup_days * 86400
+        # The profile and months this process last committed, per member. Safe to reuse because
+        # every commit checks the stored version: a stale entry only costs a refused commit and
+        # a re-read. It saves the read round trip and the parsing for members seen recently.
+        self._writer_cache: OrderedDict[str, MemberState] = OrderedDict()
+        self.writer_cache_members = writer_cache_members
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -219,74 +235,130 @@ class FeatureStore:
             member_events.sort(key=lambda pair: self.programme.local(pair[1].ts))
 
         pending = list(by_member)
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             if not pending:
                 break
+            if attempt >= 2:  # several writers keep colliding on these members: spread them out
+                time.sleep(random.uniform(0, 0.0005 * attempt))
             pending = self._attempt(pending, by_member, result)
         for member_id in pending:  # pragma: no cover - needs MAX_ATTEMPTS lost races in a row
             for index, event in by_member[member_id]:
                 result.rejected.append(Rejection(index, event.event_id, "too much contention on this member; retry"))
+        self._replays_are_duplicates(result, events)
         return result
+
+    def _replays_are_duplicates(self, result: IngestResult, events: list[tuple[int, Event]]) -> None:
+        """A rejected event that was in fact applied before (a replayed register, say) is a duplicate."""
+        if not result.rejected:
+            return
+        by_index = dict(events)
+        candidates = [r for r in result.rejected if r.index in by_index]
+        if not candidates:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for r in candidates:
+            event = by_index[r.index]
+            pipe.exists(event_key(event.member_id, event.event_id))
+        seen = {r.index for r, exists in zip(candidates, pipe.execute()) if exists}
+        if seen:
+            result.rejected = [r for r in result.rejected if r.index not in seen]
+            result.duplicates += len(seen)
 
     def _attempt(self, members: list[str], by_member: dict, result: IngestResult) -> list[str]:
         """One optimistic round over ``members``; returns those that lost a race and must retry."""
-        read = self.redis.pipeline(transaction=False)
-        for member_id in members:
-            for part in WRITER_PARTS:
-                read.hgetall(member_key(member_id, part))
-            for _, event in by_member[member_id]:
-                read.exists(event_key(member_id, event.event_id))
-        replies = iter(read.execute())
+        cache = self._writer_cache
+        states = {member_id: cache.pop(member_id) for member_id in members if member_id in cache}
+        uncached = [member_id for member_id in members if member_id not in states]
+        if uncached:
+            read = self.redis.pipeline(transaction=False)
+            for member_id in uncached:
+                for part in WRITER_PARTS:
+                    read.hgetall(member_key(member_id, part))
+            replies = iter(read.execute())
+            for member_id in uncached:
+                stored = {part: next(replies) for part in WRITER_PARTS}
+                states[member_id] = (
+                    MemberState.from_stored(member_id, stored) if stored[PROFILE] else MemberState(member_id)
+                )
 
         write = self.redis.pipeline(transaction=False)
         plans = []
         for member_id in members:
-            stored = {part: next(replies) for part in WRITER_PARTS}
-            state = MemberState.from_stored(member_id, stored) if stored[PROFILE] else MemberState(member_id)
+            state = states[member_id]
+            version = str(state.profile.get("v", 0))
             outcome = IngestResult()
-            to_commit: list[tuple[Event, list[Op]]] = []
+            changes = Changes()
+            to_commit: list[Event] = []
             for index, event in by_member[member_id]:
-                if next(replies):
-                    outcome.duplicates += 1
-                    continue
                 try:
-                    to_commit.append((event, apply_event(state, event, self.programme)))
+                    changes.merge(apply_event(state, event, self.programme))
+                    to_commit.append(event)
                 except EventRejected as exc:
                     outcome.rejected.append(Rejection(index, event.event_id, str(exc)))
             if to_commit:
-                keys, args = self._commit_arguments(member_id, state, to_commit)
+                keys, args = self._commit_arguments(member_id, version, state, changes, to_commit)
                 self._apply(keys=keys, args=args, client=write)
             plans.append((member_id, outcome, to_commit))
 
         replies = iter(write.execute()) if len(write) else iter(())
         retry = []
         for member_id, outcome, to_commit in plans:
+            state = states[member_id]
             if to_commit:
-                statuses = next(replies)
-                if statuses == [-1]:
+                status = next(replies)
+                if status[0] == -1:
                     retry.append(member_id)
                     continue
-                for status, (event, _) in zip(statuses, to_commit):
-                    if status == 1:
-                        outcome.accepted += 1
-                        outcome.applied.append(event)
-                    else:
-                        outcome.duplicates += 1
+                if status[0] == -2:
+                    # Already applied (a replay, or a concurrent writer got there first): count
+                    # them once as duplicates and fold the rest again without them.
+                    seen = {to_commit[i - 1].event_id for i in status[1:]}
+                    result.duplicates += len(seen)
+                    by_member[member_id] = [(i, e) for i, e in by_member[member_id] if e.event_id not in seen]
+                    retry.append(member_id)
+                    continue
+                outcome.accepted += len(to_commit)
+                outcome.applied.extend(to_commit)
+                state.profile["v"] = int(state.profile.get("v", 0)) + 1
+            self._remember(state)
             result.merge(outcome)
         return retry
 
-    def _commit_arguments(self, member_id: str, state: MemberState, to_commit) -> tuple[list[str], list[object]]:
+    def _remember(self, state: MemberState) -> None:
+        """Keep the committed writer state of a member (the least recently used go first)."""
+        if not state.registered or self.writer_cache_members <= 0:
+            return
+        cache = self._writer_cache
+        cache[state.member_id] = state
+        if len(cache) > self.writer_cache_members:
+            cache.popitem(last=False)
+
+    def _commit_arguments(
+        self, member_id: str, version: str, state: MemberState, changes: Changes, events: list[Event]
+    ) -> tuple[list[str], list[object]]:
         keys = [member_key(member_id, part) for part in PARTS]
-        keys += [event_key(member_id, event.event_id) for event, _ in to_commit]
-        newest = max(self.programme.day_of(event.ts) for event, _ in to_commit)
-        args: list[object] = [
-            str(state.profile.get("v", 0)), self._dedup_seconds, newest, DAILY_BUCKET_DAYS, len(to_commit),
-        ]
-        for _, ops in to_commit:
-            args.append(len(ops))
-            for code, part, key, value in ops:
-                args.extend((code, _PART_INDEX[part], key, repr(value) if isinstance(value, float) else value))
+        keys += [event_key(member_id, event.event_id) for event in events]
+        newest = max(self.programme.day_of(event.ts) for event in events)
+        args: list[object] = [version, self._dedup_seconds, newest, DAILY_BUCKET_DAYS, len(events)]
+        profile, months = state.profile, state.months
+        args.append(len(changes.profile))
+        for key in changes.profile:
+            args += (key, _encode(profile[key]))
+        args.append(len(changes.months))
+        for key in changes.months:
+            args += (key, _encode(months[key]))
+        args.append(len(changes.months_deleted))
+        args += changes.months_deleted
+        for part in INCREMENTED_PARTS:
+            section = [(key, amount) for (p, key), amount in changes.increments.items() if p == part]
+            args.append(len(section))
+            for key, amount in section:
+                args += (key, _encode(amount))
         return keys, args
+
+
+def _encode(value: object) -> object:
+    return repr(value) if isinstance(value, float) else value
 
 
 __all__ = ["FeatureStore", "IngestResult", "Rejection", "member_key", "event_key", "DAYS"]

@@ -146,7 +146,7 @@ def member_features(state: MemberState | None, as_of: datetime | date, programme
 
 
 def _window_sums(days: dict[str, float], today: int) -> tuple[dict[int, float], dict[int, float]]:
-    """Baskets and spend in each window ending today, from the daily buckets (one pass)."""
+    """Baskets and spend (yuan) in each window ending today, from the daily buckets (one pass)."""
     counts = dict.fromkeys(WINDOWS, 0.0)
     spends = dict.fromkeys(WINDOWS, 0.0)
     for key, value in days.items():
@@ -157,7 +157,7 @@ def _window_sums(days: dict[str, float], today: int) -> tuple[dict[int, float], 
         for w in WINDOWS:
             if age < w:
                 target[w] += value
-    return counts, spends
+    return counts, {w: total / 100 for w, total in spends.items()}  # buckets hold fen
 
 
 def rfm_segment(features: dict[str, object], programme: Programme) -> str:

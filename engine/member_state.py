@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from engine.events import (
@@ -33,7 +34,8 @@ from engine.settings import TIERS, Settings
 
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
-# Parts of a member's state; each is one Redis hash ``m:{id}:<part>``.
+# Parts of a member's state; each is one Redis hash ``m:{id}:<part>``. Daily buckets hold
+# ``s<day>`` spend in fen and ``n<day>`` baskets, both integers.
 PROFILE, MONTHS, DAYS, CATEGORIES, ITEMS = "p", "mo", "d", "c", "i"
 PARTS: tuple[str, ...] = (PROFILE, MONTHS, DAYS, CATEGORIES, ITEMS)
 WRITER_PARTS: tuple[str, ...] = (PROFILE, MONTHS)
@@ -68,6 +70,7 @@ def local_seconds(local_ts: datetime) -> float:
     return (local_ts - datetime(1970, 1, 1)).total_seconds()
 
 
+@lru_cache(maxsize=8192)
 def month_index(day: int) -> int:
     """Months since year 0 of the month holding ``day`` (consecutive months differ by 1)."""
     d = day_to_date(day)
@@ -121,51 +124,104 @@ class MemberState:
         return "reg_day" in self.profile
 
     def part(self, name: str) -> dict:
-        return {PROFILE: self.profile, MONTHS: self.months, DAYS: self.days,
-                CATEGORIES: self.categories, ITEMS: self.items}[name]
+        return getattr(self, _PART_ATTRIBUTES[name])
 
     @classmethod
     def from_stored(cls, member_id: str, stored: dict[str, dict]) -> MemberState:
-        """Build from the raw hashes (str or bytes keys and values) as Redis returns them."""
+        """Build from the hashes as Redis returns them (decoded strings; bytes are accepted too)."""
         profile: dict[str, object] = {}
-        for raw_key, raw_value in stored.get(PROFILE, {}).items():
-            key = _text(raw_key)
+        for key, value in stored.get(PROFILE, {}).items():
+            if isinstance(key, bytes):
+                key, value = key.decode(), value.decode()
             kind = PROFILE_FIELDS.get(key, str)
-            value = _text(raw_value)
-            profile[key] = int(float(value)) if kind is int else (float(value) if kind is float else value)
+            profile[key] = value if kind is str else (float(value) if kind is float else int(float(value)))
         state = cls(member_id=member_id, profile=profile)
         for part in (MONTHS, DAYS, CATEGORIES, ITEMS):
-            state.part(part).update({_text(k): float(v) for k, v in stored.get(part, {}).items()})
+            raw = stored.get(part)
+            if raw:
+                state.part(part).update({_text(k): float(v) for k, v in raw.items()})
         return state
+
+
+_PART_ATTRIBUTES = {PROFILE: "profile", MONTHS: "months", DAYS: "days", CATEGORIES: "categories", ITEMS: "items"}
 
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-Op = tuple[str, str, str, object]
-"""A recorded change: (``incr`` | ``set`` | ``del``, part, field, value)."""
+INCREMENTED_PARTS: tuple[str, ...] = (DAYS, CATEGORIES, ITEMS)
+
+
+@dataclass
+class Changes:
+    """What a fold changed, in the form a store commits it.
+
+    Profile and month fields are written as absolute values (the writer read them, and its commit
+    is guarded by the state version); days, categories and items are blind increments, so the
+    writer never has to read those larger hashes.
+    """
+
+    profile: set[str] = field(default_factory=set)
+    months: set[str] = field(default_factory=set)
+    months_deleted: set[str] = field(default_factory=set)
+    increments: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def merge(self, other: Changes) -> None:
+        self.profile |= other.profile
+        self.months |= other.months
+        self.months -= other.months_deleted
+        self.months_deleted |= other.months_deleted
+        self.months_deleted -= other.months
+        for key, amount in other.increments.items():
+            self.increments[key] = self.increments.get(key, 0) + amount
 
 
 class StateWriter:
-    """Changes a ``MemberState`` and records each change so it can be committed elsewhere."""
+    """Changes a ``MemberState`` and records what changed so a store can commit it."""
+
+    __slots__ = ("state", "changes")
 
     def __init__(self, state: MemberState) -> None:
         self.state = state
-        self.ops: list[Op] = []
+        self.changes = Changes()
 
     def incr(self, part: str, key: str, amount: float) -> None:
-        target = self.state.part(part)
-        target[key] = target.get(key, 0) + amount
-        self.ops.append(("incr", part, key, amount))
+        if part == PROFILE:
+            profile = self.state.profile
+            profile[key] = profile.get(key, 0) + amount
+            self.changes.profile.add(key)
+        elif part == MONTHS:
+            months = self.state.months
+            months[key] = months.get(key, 0.0) + amount
+            self.changes.months.add(key)
+            self.changes.months_deleted.discard(key)
+        else:
+            target = self.state.part(part)
+            target[key] = target.get(key, 0) + amount
+            increments = self.changes.increments
+            increments[(part, key)] = increments.get((part, key), 0) + amount
+
+    def add_lines(self, lines) -> None:
+        """Count each line's quantity for its item and category (the hot loop of a purchase)."""
+        items, categories = self.state.items, self.state.categories
+        increments = self.changes.increments
+        for line in lines:
+            sku, qty, category = line.sku, line.qty, line.category
+            items[sku] = items.get(sku, 0) + qty
+            increments[(ITEMS, sku)] = increments.get((ITEMS, sku), 0) + qty
+            if category:
+                categories[category] = categories.get(category, 0) + qty
+                increments[(CATEGORIES, category)] = increments.get((CATEGORIES, category), 0) + qty
 
     def set(self, key: str, value: object) -> None:
         self.state.profile[key] = value
-        self.ops.append(("set", PROFILE, key, value))
+        self.changes.profile.add(key)
 
-    def delete(self, part: str, key: str) -> None:
-        self.state.part(part).pop(key, None)
-        self.ops.append(("del", part, key, ""))
+    def delete_month(self, key: str) -> None:
+        self.state.months.pop(key, None)
+        self.changes.months.discard(key)
+        self.changes.months_deleted.add(key)
 
 
 # --- tier and points: functions of the state, used by the fold and by the features -------------
@@ -174,8 +230,8 @@ class StateWriter:
 def growth_in_window(state: MemberState, day: int, window_months: int) -> float:
     """Growth value earned in the ``window_months`` calendar months up to and including ``day``'s."""
     current = month_index(day)
-    first = current - window_months + 1
-    return sum(v for k, v in state.months.items() if k[0] == "g" and first <= int(k[1:]) <= current)
+    months = state.months
+    return sum(months.get(f"g{m}", 0.0) for m in range(current - window_months + 1, current + 1))
 
 
 def month_spend(state: MemberState, day: int) -> float:
@@ -197,9 +253,9 @@ def qualifying_tier(state: MemberState, day: int, programme: Programme) -> str:
     return "regular"
 
 
-def effective_tier(state: MemberState, day: int, programme: Programme) -> str:
+def effective_tier(state: MemberState, day: int, programme: Programme, qualified: str | None = None) -> str:
     """The tier held on ``day``: a tier reached is kept ``keep_days``, then re-evaluated (it can go down)."""
-    qualified = qualifying_tier(state, day, programme)
+    qualified = qualified or qualifying_tier(state, day, programme)
     held = state.profile.get("tier")
     held_day = state.profile.get("tier_day")
     if held and held_day is not None and 0 <= day - int(held_day) < programme.settings.tiers.keep_days:
@@ -228,8 +284,8 @@ def lot_expiry_day(month: int, programme: Programme) -> int:
 # --- the fold ------------------------------------------------------------------------------------
 
 
-def apply_event(state: MemberState, event: Event, programme: Programme) -> list[Op]:
-    """Apply one event to ``state`` in place and return the recorded changes.
+def apply_event(state: MemberState, event: Event, programme: Programme) -> Changes:
+    """Apply one event to ``state`` in place and return what changed.
 
     Raises ``EventRejected`` (state untouched) when the event cannot apply to this member.
     """
@@ -243,7 +299,7 @@ def apply_event(state: MemberState, event: Event, programme: Programme) -> list[
     except EventRejected:
         _restore(state, snapshot)
         raise
-    return writer.ops
+    return writer.changes
 
 
 def _snapshot(state: MemberState) -> tuple[dict, dict]:
@@ -278,15 +334,13 @@ def _purchase(w: StateWriter, e: PurchaseEvent, p: Programme) -> None:
     tier_now = effective_tier(w.state, day, p)
     if e.points_used:
         _use_points(w, e.points_used, day, p)
-    w.incr(DAYS, f"s{day}", total)
+    # Daily spend is kept in integer fen (分): exact sums, and Redis adds integers cheaply.
+    w.incr(DAYS, f"s{day}", round(total * 100))
     w.incr(DAYS, f"n{day}", 1)
     w.incr(MONTHS, f"s{month}", total)
     w.incr(PROFILE, "orders", 1)
     w.incr(PROFILE, "spend", total)
-    for line in e.lines:
-        w.incr(ITEMS, line.sku, line.qty)
-        if line.category:
-            w.incr(CATEGORIES, line.category, line.qty)
+    w.add_lines(e.lines)
     last_day = w.state.profile.get("last_day")
     seconds = local_seconds(local_ts)
     if last_day is None or seconds >= float(w.state.profile.get("last_ts", 0)):
@@ -322,8 +376,8 @@ def _add_growth(w: StateWriter, amount: float, day: int, p: Programme) -> None:
     if amount:
         w.incr(MONTHS, f"g{month_index(day)}", amount)
         w.incr(PROFILE, "growth", amount)
-    held = effective_tier(w.state, day, p)
     qualified = qualifying_tier(w.state, day, p)
+    held = effective_tier(w.state, day, p, qualified)
     if TIERS.index(qualified) >= TIERS.index(held):
         if qualified != w.state.profile.get("tier"):
             w.set("tier", qualified)
@@ -336,7 +390,7 @@ def _prune_months(w: StateWriter, day: int, p: Programme) -> None:
     keep = max(p.settings.tiers.window_months, p.settings.points.expiry_months) + 1
     oldest = month_index(day) - keep
     for key in [k for k in w.state.months if int(k[1:]) < oldest]:
-        w.delete(MONTHS, key)
+        w.delete_month(key)
 
 
 def _checkin(w: StateWriter, e: CheckinEvent, p: Programme) -> None:

@@ -135,7 +135,8 @@ def redis_url(settings: Settings) -> str:
 def connect(settings: Settings, url: str | None = None) -> redis.Redis:
     """A client for the configured Redis, with short timeouts so an outage degrades instead of hanging."""
     return redis.Redis.from_url(
-        url or redis_url(settings), socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10
+        url or redis_url(settings), decode_responses=True,
+        socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10,
     )
 
 

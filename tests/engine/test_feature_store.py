@@ -30,7 +30,7 @@ def dump(client: redis.Redis) -> dict:
     out = {}
     for key in client.keys("*"):
         kind = client.type(key)
-        out[key] = client.hgetall(key) if kind == b"hash" else client.get(key)
+        out[key] = client.hgetall(key) if kind == "hash" else client.get(key)
     return out
 
 
@@ -182,7 +182,7 @@ def test_phone_is_never_stored_in_clear(store: FeatureStore, redis_client: redis
     for digits in ("13800001111", "138-0000-1111", "13900002222", "1990"):
         assert digits not in everything
     profile = redis_client.hgetall(member_key("A", "p"))
-    assert len(profile[b"phone_h"]) == 64 and profile[b"bday"] == b"07-04"
+    assert len(profile["phone_h"]) == 64 and profile["bday"] == "07-04"
 
 
 def test_birthday_countdown(store: FeatureStore) -> None:
@@ -193,7 +193,7 @@ def test_birthday_countdown(store: FeatureStore) -> None:
 
 def _hammer(url: str, pii_key: str, worker: int, members: int, per_member: int) -> None:
     settings = Settings(_env_file=None, pii_key=pii_key)
-    store = FeatureStore(redis.Redis.from_url(url), Programme.from_settings(settings), clock=lambda: NOW)
+    store = FeatureStore(redis.Redis.from_url(url, decode_responses=True), Programme.from_settings(settings), clock=lambda: NOW)
     batch = [
         purchase(f"M{m}", f"w{worker}-m{m}-{i}", "2026-02-01T10:00:00", 1.0)
         for i in range(per_member) for m in range(members)

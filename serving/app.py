@@ -1,0 +1,78 @@
+"""The FastAPI application: routers, error handling, request metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, ORJSONResponse
+from prometheus_client import Counter, Histogram
+
+from engine.feature_store import utc_now
+from engine.settings import Settings, get_settings
+from serving.routes import events, health, members
+from serving.services import Services
+
+log = logging.getLogger(__name__)
+
+REQUEST_SECONDS = Histogram(
+    "nbo_request_seconds", "request latency by route", ["method", "route", "status"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
+ERRORS = Counter("nbo_errors_total", "responses with status >= 500 and unhandled errors", ["route"])
+
+
+def create_app(
+    settings: Settings | None = None,
+    redis_client: redis.Redis | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    background: bool = True,
+) -> FastAPI:
+    """Build the app; Redis and the clock can be handed in (tests, benchmarks)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        services = Services.build(settings, redis_client, clock)
+        app.state.services = services
+        if background:
+            services.start_background()
+        yield
+        services.close()
+
+    app = FastAPI(
+        title="Next-best-offer service",
+        version="0.1.0",
+        description="Checkout next-best-offer, member features and events for loyalty programmes.",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    for router in (events.router, members.router, health.router):
+        app.include_router(router)
+
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "the feature store (Redis) is unavailable; retry shortly"}, status_code=503)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            REQUEST_SECONDS.labels(request.method, path, str(status)).observe(time.perf_counter() - start)
+            if status >= 500:
+                ERRORS.labels(path).inc()
+
+    return app

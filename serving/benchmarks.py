@@ -1,0 +1,120 @@
+"""Benchmarks behind ``nbo bench``: figures and ratios measured side by side in one run."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from engine.feature_store import FeatureStore
+from engine.member_state import Programme
+from engine.redis_server import start_redis_server
+from engine.settings import Settings
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    arr = np.array(samples) * 1e6
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def redis_benchmark_hset(port: int, requests: int = 200_000, pipeline: int = 64) -> float | None:
+    """redis-benchmark's pipelined HSET rate (requests/s) against the server on ``port``."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return None
+    out = subprocess.run(
+        [binary, "-h", "127.0.0.1", "-p", str(port), "-t", "hset", "-n", str(requests), "-P", str(pipeline), "-q"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    found = re.findall(r"HSET[^:]*:\s*([\d.]+)\s*requests per second", out.replace("\r", "\n"))
+    return float(found[-1]) if found else None
+
+
+def purchase_events(members: int, events: int, now: datetime, seed: int = 1) -> tuple[list[dict], list[dict]]:
+    """Register events and raw purchase events (3 lines each) spread over ``members``."""
+    rng = random.Random(seed)
+    registers = [
+        {"event_id": f"r{m}", "type": "register", "member_id": f"B{m}", "ts": (now - timedelta(days=400)).isoformat(),
+         "store_id": f"S{m % 40:03d}", "region": "north"}
+        for m in range(members)
+    ]
+    purchases = []
+    for i in range(events):
+        ts = now - timedelta(days=rng.randrange(0, 365), minutes=rng.randrange(0, 1440))
+        purchases.append({
+            "event_id": f"p{i}", "type": "purchase", "member_id": f"B{rng.randrange(members)}", "ts": ts.isoformat(),
+            "store_id": "S001",
+            "lines": [{"sku": f"SKU{rng.randrange(2000):05d}", "qty": 1, "amount": round(rng.uniform(2, 40), 2),
+                       "category": "snacks"} for _ in range(3)],
+        })
+    return registers, purchases
+
+
+def run_ingest_benchmark(events: int, members: int, batch: int, reads: int, console: Console) -> dict:
+    """Ingest rate vs raw HSET rate on the same fresh Redis, then one-member read latency."""
+    now = datetime(2026, 6, 1, 12)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_redis_server(Path(tmp))
+        try:
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            settings = Settings(_env_file=None, pii_key="bench", var_dir=Path(tmp) / "var")
+            store = FeatureStore(client, Programme.from_settings(settings), clock=lambda: now)
+            registers, purchases = purchase_events(members, events, now)
+            for start in range(0, len(registers), batch):
+                store.ingest(registers[start:start + batch])
+
+            started = time.perf_counter()
+            accepted = 0
+            for start in range(0, len(purchases), batch):
+                accepted += store.ingest(purchases[start:start + batch]).accepted
+            ingest_seconds = time.perf_counter() - started
+            ingest_rate = accepted / ingest_seconds
+
+            hset_rate = redis_benchmark_hset(server.port)
+
+            ids = [f"B{random.randrange(members)}" for _ in range(reads)]
+            read_samples, feature_samples = [], []
+            for member_id in ids:
+                t0 = time.perf_counter()
+                state = store.read_state(member_id)
+                t1 = time.perf_counter()
+                store.member_features(member_id)
+                t2 = time.perf_counter()
+                read_samples.append(t1 - t0)
+                feature_samples.append(t2 - t1)
+            ping_samples = []
+            for _ in range(reads):
+                t0 = time.perf_counter()
+                client.ping()
+                ping_samples.append(time.perf_counter() - t0)
+            days_per_member = client.hlen(f"m:{{{ids[0]}}}:d") // 2
+        finally:
+            server.stop()
+
+    read_p50, read_p99 = _percentiles(read_samples)
+    feat_p50, feat_p99 = _percentiles(feature_samples)
+    ping_p50, ping_p99 = _percentiles(ping_samples)
+    table = Table(title=f"nbo bench ingest ({events:,} purchases, {members:,} members, batch {batch})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_row("purchase events ingested / s", f"{ingest_rate:,.0f}",
+                  f"{ingest_rate / hset_rate:.3f} of raw HSET" if hset_rate else "n/a")
+    table.add_row("redis-benchmark HSET -P 64 / s", f"{hset_rate:,.0f}" if hset_rate else "not installed", "1.000")
+    table.add_row("read one member's state (1 round trip) p50 / p99 us", f"{read_p50:.0f} / {read_p99:.0f}",
+                  f"{read_p50 / ping_p50:.1f}x PING p50")
+    table.add_row("read + compute full feature vector p50 / p99 us", f"{feat_p50:.0f} / {feat_p99:.0f}", "")
+    table.add_row("PING p50 / p99 us", f"{ping_p50:.0f} / {ping_p99:.0f}", "1.0x")
+    table.add_row("daily buckets per member (avg-ish)", f"{days_per_member}", "")
+    console.print(table)
+    return {"ingest_per_s": ingest_rate, "hset_per_s": hset_rate, "read_p99_us": read_p99, "features_p99_us": feat_p99}

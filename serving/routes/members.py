@@ -1,0 +1,29 @@
+"""``GET /v1/members/{id}/features``: one member's live feature vector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+
+from engine.events import MemberId
+from serving.auth import ApiKey
+from serving.dependencies import get_services, require
+from serving.services import Services
+
+router = APIRouter(tags=["members"])
+
+
+@router.get("/v1/members/{member_id}/features")
+def get_member_features(
+    member_id: MemberId = Path(..., description="the member's id"),
+    key: ApiKey = Depends(require("members:read")),
+    services: Services = Depends(get_services),
+) -> dict[str, Any]:
+    """Every feature of the member now; 404 for an unknown member, 403 outside the key's scope."""
+    features = services.store.member_features(member_id)
+    if features is None:
+        raise HTTPException(404, detail=f"member {member_id!r} is not registered")
+    if not key.covers(features["region"], features["home_store"]):
+        raise HTTPException(403, detail=f"member {member_id!r} is outside this key's scope {key.scope}")
+    return {"member_id": member_id, "features": features}
