@@ -11,7 +11,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-MemberId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+MEMBER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+MemberId = Annotated[str, Field(min_length=1, max_length=64, pattern=MEMBER_ID_PATTERN)]
 EventId = Annotated[str, Field(min_length=1, max_length=128)]
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
@@ -73,8 +74,9 @@ class PurchaseEvent(_EventBase):
     points_used: int = Field(0, ge=0, le=100_000_000)
 
     @property
-    def total(self) -> float:
-        return sum(line.amount for line in self.lines)
+    def total_fen(self) -> int:
+        """The basket total in fen (分), exact whatever the order of the lines."""
+        return sum(round(line.amount * 100) for line in self.lines)
 
 
 class CheckinEvent(_EventBase):

@@ -330,12 +330,13 @@ def _purchase(w: StateWriter, e: PurchaseEvent, p: Programme) -> None:
     day = p.day_of(e.ts)
     local_ts = p.local(e.ts)
     month = month_index(day)
-    total = e.total
+    total_fen = e.total_fen
+    total = total_fen / 100
     tier_now = effective_tier(w.state, day, p)
     if e.points_used:
         _use_points(w, e.points_used, day, p)
     # Daily spend is kept in integer fen (分): exact sums, and Redis adds integers cheaply.
-    w.incr(DAYS, f"s{day}", round(total * 100))
+    w.incr(DAYS, f"s{day}", total_fen)
     w.incr(DAYS, f"n{day}", 1)
     w.incr(MONTHS, f"s{month}", total)
     w.incr(PROFILE, "orders", 1)
@@ -351,7 +352,8 @@ def _purchase(w: StateWriter, e: PurchaseEvent, p: Programme) -> None:
     first_day = w.state.profile.get("first_day")
     if first_day is None or day < int(first_day):
         w.set("first_day", day)
-    earned = math.floor(total * p.settings.points.earn_per_yuan[tier_now])
+    # Rounded before the floor so that 1.2 x 65.80 earns 78 points, not 78.95999... -> 78 by luck.
+    earned = math.floor(round(total * p.settings.points.earn_per_yuan[tier_now], 6))
     if earned > 0:
         w.incr(MONTHS, f"p{month}", earned)
     _add_growth(w, total * p.settings.growth.per_yuan, day, p)

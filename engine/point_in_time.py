@@ -17,6 +17,7 @@ import pandas as pd
 from engine.events import Channels, Event, PurchaseEvent, PurchaseLine, RegisterEvent
 from engine.features import FEATURE_NAMES, member_features
 from engine.member_state import EventRejected, MemberState, Programme, apply_event
+from engine.transactions import baskets
 
 
 def history_events(transactions: pd.DataFrame, members: pd.DataFrame | None = None) -> Iterator[Event]:
@@ -57,7 +58,8 @@ def _registrations(transactions: pd.DataFrame, members: pd.DataFrame | None) -> 
         birthday = getattr(row, "birthday", None)
         events.append(RegisterEvent.model_construct(
             event_id=f"reg:{row.member_id}", type="register", member_id=str(row.member_id), ts=registered,
-            store_id=_opt(getattr(row, "store_id", None)), region=_opt(getattr(row, "region", None)),
+            store_id=_opt(getattr(row, "home_store_id", getattr(row, "store_id", None))),
+            region=_opt(getattr(row, "region", None)),
             birthday=pd.Timestamp(birthday).date() if _opt(birthday) is not None else None,
             phone=_opt(getattr(row, "phone", None)),
             opted_out=bool(getattr(row, "opted_out", False)),
@@ -71,36 +73,28 @@ def _registrations(transactions: pd.DataFrame, members: pd.DataFrame | None) -> 
 
 
 def _purchases(transactions: pd.DataFrame) -> Iterator[PurchaseEvent]:
-    """One purchase event per basket (``basket_id``, else member and calendar date)."""
-    frame = transactions
-    if "basket_id" in frame and frame["basket_id"].notna().all():
-        basket = frame["member_id"].astype(str) + "|" + frame["basket_id"].astype(str)
-    else:
-        basket = frame["member_id"].astype(str) + "|" + frame["ts"].dt.strftime("%Y%m%d")
-    frame = frame.assign(_basket=basket)
-    first_ts = frame.groupby("_basket", sort=False)["ts"].transform("min")
-    frame = frame.assign(_first=first_ts).sort_values(["_first", "_basket"], kind="stable")
-    keys = frame["_basket"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], len(keys)]
-    members = frame["member_id"].astype(str).to_numpy()
-    basket_ts = pd.DatetimeIndex(frame["_first"].to_numpy()[starts]).to_pydatetime()
-    skus = frame["sku"].astype(str).to_numpy() if "sku" in frame else np.full(len(frame), "_", dtype=object)
-    qty = frame["qty"].to_numpy(dtype=float) if "qty" in frame else np.ones(len(frame))
-    amount = frame["amount"].to_numpy(dtype=float)
-    category = frame["category"].to_numpy(dtype=object) if "category" in frame else None
-    store = frame["store_id"].to_numpy(dtype=object) if "store_id" in frame else None
-    for start, end, ts in zip(starts, ends, basket_ts):
-        lines = [
-            PurchaseLine.model_construct(
-                sku=skus[i], qty=float(qty[i]), amount=float(amount[i]),
-                category=_opt(category[i]) if category is not None else None,
-            )
-            for i in range(start, end)
-        ]
+    """One purchase event per basket (see ``engine.transactions.baskets``), in time order."""
+    grouped = baskets(transactions)
+    lines, table = grouped.lines, grouped.table
+    n = len(lines)
+    skus = lines["sku"].astype(str).to_numpy() if "sku" in lines else np.full(n, "_", dtype=object)
+    qty = lines["qty"].to_numpy(dtype=float) if "qty" in lines else np.ones(n)
+    amount = lines["amount"].to_numpy(dtype=float)
+    category = lines["category"].to_numpy(dtype=object) if "category" in lines else np.full(n, None, dtype=object)
+    stores = table["store_id"].to_numpy(dtype=object) if "store_id" in table else np.full(len(table), None, dtype=object)
+    basket_ts = pd.DatetimeIndex(table["ts"]).to_pydatetime()
+    for member_id, basket_id, ts, store, start, stop in zip(
+        table["member_id"].to_numpy(), table["basket_id"].to_numpy(), basket_ts, stores,
+        table["start"].to_numpy(), table["stop"].to_numpy(),
+    ):
         yield PurchaseEvent.model_construct(
-            event_id=f"bf:{keys[start]}", type="purchase", member_id=members[start], ts=ts,
-            store_id=_opt(store[start]) if store is not None else None, basket_id=None, lines=lines, points_used=0,
+            event_id=f"bf:{basket_id}", type="purchase", member_id=str(member_id), ts=ts,
+            store_id=_opt(store), basket_id=str(basket_id), points_used=0,
+            lines=[
+                PurchaseLine.model_construct(sku=skus[i], qty=float(qty[i]), amount=float(amount[i]),
+                                             category=_opt(category[i]))
+                for i in range(start, stop)
+            ],
         )
 
 

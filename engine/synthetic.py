@@ -210,9 +210,9 @@ class _Catalogue:
     category: np.ndarray  # category index per sku code
     price: np.ndarray
     partner: np.ndarray  # complement sku code, -1 for none
-    popular_cum: np.ndarray  # per-category cumulative popularity, offset by category index
-    favourite_cum: np.ndarray  # same, flatter: personal favourites reach into the long tail
-    festival_cum: np.ndarray  # per-festival cumulative popularity over its products
+    popular: _GroupedChoice  # sku by popularity, per category
+    favourite: _GroupedChoice  # same, flatter: personal favourites reach into the long tail
+    festival: _GroupedChoice  # per festival, over its products (index into festival_skus)
     festival_skus: np.ndarray
     complements: pd.DataFrame
 
@@ -223,12 +223,8 @@ class _Catalogue:
         counts[: N_SKUS - counts.sum()] += 1  # hand out the rounding remainder
         names, products, categories, prices, margins, popularity = [], [], [], [], [], []
         for index, (cat, n) in enumerate(zip(CATEGORIES, counts)):
-            per_product = np.array_split(rng.permutation(n), len(cat.products))
-            product_of = np.empty(n, dtype=int)
-            for p, members in enumerate(per_product):
-                product_of[members] = p
-            for p, (product, median) in enumerate(cat.products):
-                k = int((product_of == p).sum())
+            per_product = [len(part) for part in np.array_split(np.arange(n), len(cat.products))]
+            for (product, median), k in zip(cat.products, per_product):
                 combos = rng.choice(len(_BRANDS) * len(cat.sizes), size=k, replace=False)
                 for combo in combos:
                     brand, size = divmod(int(combo), len(cat.sizes))
@@ -290,33 +286,45 @@ class _Catalogue:
             category=category,
             price=price,
             partner=partner,
-            popular_cum=_grouped_cumulative(category, everyday),
-            favourite_cum=_grouped_cumulative(category, everyday**0.5),
-            festival_cum=_grouped_cumulative(np.concatenate(festival_group), np.concatenate(festival_weight)),
+            popular=_GroupedChoice.from_weights(category, everyday),
+            favourite=_GroupedChoice.from_weights(category, everyday**0.5),
+            festival=_GroupedChoice.from_weights(np.concatenate(festival_group), np.concatenate(festival_weight)),
             festival_skus=festival_skus_all,
             complements=complements,
         )
 
 
-def _grouped_cumulative(group: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Cumulative weights normalised within each group, offset by the group index.
+@dataclass(frozen=True)
+class _GroupedChoice:
+    """Many categorical distributions in one array, so each draw can use its own in one call.
 
-    `group` must be sorted and cover 0..G-1 with no gaps. Drawing from group g is then one
-    `searchsorted(cum, g + u)` for u in [0, 1): a different categorical distribution per draw,
-    vectorised.
+    `cum` holds g + (cumulative share within group g); drawing from group g is a searchsorted of
+    g + u for u in [0, 1), clipped to the group's index range against float rounding.
     """
-    sizes = np.bincount(group)
-    totals = np.bincount(group, weights=weight)
-    # Each group's normalised weights sum to 1, so a running sum lands at g + (share so far).
-    cum = np.cumsum(weight / totals[group])
-    ends = np.cumsum(sizes) - 1
-    cum[ends] = np.arange(1, len(sizes) + 1)  # exact bounds: no float spill into the next group
-    return cum
 
+    cum: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
 
-def _draw_grouped(cum: np.ndarray, group: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Index drawn from each row's group in a `_grouped_cumulative` array."""
-    return np.searchsorted(cum, group + u, side="right")
+    @classmethod
+    def from_weights(cls, group: np.ndarray, weight: np.ndarray) -> _GroupedChoice:
+        """`group` is sorted and covers 0..G-1; every group needs some positive weight."""
+        sizes = np.bincount(group)
+        start = np.r_[0, np.cumsum(sizes)[:-1]]
+        position = np.arange(len(group)) - start[group]
+        # Cumulating per row of a padded matrix keeps each group's sums small and exact enough.
+        padded = np.zeros((len(sizes), int(sizes.max())))
+        padded[group, position] = weight
+        within = np.cumsum(padded, axis=1)
+        within /= within[:, -1:]
+        within[np.arange(len(sizes)), sizes - 1] = 1.0
+        cum = group + np.clip(within[group, position], 0.0, 1.0)
+        return cls(cum=cum, start=start, stop=start + sizes)
+
+    def draw(self, group: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """One index per element of `group`, drawn from that group's distribution using `u`."""
+        index = np.searchsorted(self.cum, group + u, side="right")
+        return np.clip(index, self.start[group], self.stop[group] - 1)
 
 
 # --- stores and members ---
@@ -346,7 +354,7 @@ class _Members:
     repeat_share: np.ndarray  # share of lines taken from the member's favourites
     home_store: np.ndarray
     region: np.ndarray
-    category_cum: np.ndarray  # per-member category preferences, `_grouped_cumulative` layout
+    category_choice: _GroupedChoice  # per-member category preferences (index member * C + c)
     favourites: np.ndarray  # sku codes, grouped by member
     favourite_start: np.ndarray
     favourite_count: np.ndarray
@@ -390,13 +398,13 @@ class _Members:
         prefs += 1e-12  # an all-zero row (tiny gamma shapes) would have no distribution
         n_categories = len(CATEGORIES)
         member_of_cell = np.repeat(np.arange(n), n_categories)
-        category_cum = _grouped_cumulative(member_of_cell, prefs.ravel())
+        category_choice = _GroupedChoice.from_weights(member_of_cell, prefs.ravel())
 
         favourite_count = 2 + rng.poisson(6.0, n)
         favourite_start = np.r_[0, np.cumsum(favourite_count)[:-1]]
         owner = np.repeat(np.arange(n), favourite_count)
-        fav_category = _draw_grouped(category_cum, owner, rng.random(len(owner))) - owner * n_categories
-        favourites = _draw_grouped(catalogue.favourite_cum, fav_category, rng.random(len(owner)))
+        fav_category = category_choice.draw(owner, rng.random(len(owner))) - owner * n_categories
+        favourites = catalogue.favourite.draw(fav_category, rng.random(len(owner)))
 
         ids = _formatted_ids("M", np.arange(1, n + 1), 7)
         start64 = np.datetime64(start, "D")
@@ -441,7 +449,7 @@ class _Members:
             repeat_share=repeat_share,
             home_store=home_store,
             region=region,
-            category_cum=category_cum,
+            category_choice=category_choice,
             favourites=favourites,
             favourite_start=favourite_start,
             favourite_count=favourite_count,
@@ -539,10 +547,9 @@ def _draw_lines(
     """Turn visits into baskets (time, store, size) and lines (sku, qty, amount), canonical order."""
     n_baskets = len(visits.member)
     day = visits.day
-    hour_cum = np.stack([np.cumsum(h) / h.sum() for h in (_HOURS_WEEKDAY, _HOURS_WEEKEND)])
-    hour_cum[:, -1] = 1.0
+    hours = _GroupedChoice.from_weights(np.repeat([0, 1], 24), np.r_[_HOURS_WEEKDAY, _HOURS_WEEKEND])
     weekend = calendar.weekend[day].astype(np.int64)
-    hour = _draw_grouped((hour_cum + np.arange(2)[:, None]).ravel(), weekend, rng.random(n_baskets))
+    hour = hours.draw(weekend, rng.random(n_baskets))
     hour -= weekend * 24
     seconds = hour * 3600 + rng.integers(0, 3600, n_baskets)
     start_us = np.datetime64(start, "D").astype("datetime64[us]").astype(np.int64)
@@ -607,7 +614,7 @@ def _draw_basket_skus(
 
     festival = calendar.festival[day][basket]
     for_festival = ~favourite & (festival >= 0) & (rng.random(n_lines) < _FESTIVAL_LINE_SHARE)
-    picked = _draw_grouped(catalogue.festival_cum, festival[for_festival], rng.random(int(for_festival.sum())))
+    picked = catalogue.festival.draw(festival[for_festival], rng.random(int(for_festival.sum())))
     sku[for_festival] = catalogue.festival_skus[picked]
     del festival, picked
 
@@ -615,8 +622,8 @@ def _draw_basket_skus(
     del favourite, for_festival
     bm = line_member[browse]
     del line_member
-    category = _draw_grouped(people.category_cum, bm, rng.random(len(bm))) - bm * len(CATEGORIES)
-    sku[browse] = _draw_grouped(catalogue.popular_cum, category, rng.random(len(bm)))
+    category = people.category_choice.draw(bm, rng.random(len(bm))) - bm * len(CATEGORIES)
+    sku[browse] = catalogue.popular.draw(category, rng.random(len(bm)))
     del bm, category, browse
 
     # Complements: the line after a milk line often becomes bread (from the original draws).
@@ -631,9 +638,10 @@ def _draw_basket_skus(
 
     qty = 1.0 + (rng.random(n_lines) < 0.15) * rng.geometric(0.55, n_lines)
     # One line per sku per basket, as a till prints it: repeated draws add to the quantity.
-    key, inverse = np.unique(basket.astype(np.int64) * N_SKUS + sku, return_inverse=True)
+    n_skus = len(catalogue.price)
+    key, inverse = np.unique(basket.astype(np.int64) * n_skus + sku, return_inverse=True)
     qty = np.bincount(inverse, weights=qty)
-    return (key // N_SKUS).astype(np.int32), (key % N_SKUS).astype(np.int32), qty
+    return (key // n_skus).astype(np.int32), (key % n_skus).astype(np.int32), qty
 
 
 def _formatted_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:

@@ -7,6 +7,7 @@ row bad, and the order of the lines (by `ts`, then `member_id`).
 
 from __future__ import annotations
 
+import mmap
 import re
 import sys
 import warnings
@@ -363,7 +364,7 @@ def _validate(
     reasons: dict[int, list[str]] = {int(i): [] for i in report_rows}
     for failing, values, word in checks:
         rows = report_rows[failing[report_rows]]
-        for i, v in zip(rows, values.to_numpy()[rows]):
+        for i, v in zip(rows, values.iloc[rows].tolist()):
             reasons[int(i)].append(word(v))
     rejected = sorted(
         [RowError(int(source.lines[i]), "; ".join(r)) for i, r in reasons.items()]
@@ -430,8 +431,9 @@ def _read_csv_text(path: Path) -> tuple[pd.DataFrame, np.ndarray, list[RowError]
         records += np.searchsorted(compressed, records, side="right")
     # Quoted fields may span lines: each row moves down by the newlines in the rows before it.
     embedded = np.zeros(len(frame), dtype=np.int64)
-    for column in frame.columns:
-        embedded += frame[column].str.count("\n").fillna(0).to_numpy(dtype=np.int64)
+    if _may_quote(path):
+        for column in frame.columns:
+            embedded += frame[column].str.count("\n").fillna(0).to_numpy(dtype=np.int64)
     newlines_through = np.cumsum(embedded)
     lines = records + np.r_[0, newlines_through[:-1]] if len(frame) else records
     rows_before = np.searchsorted(records, [r for r, _ in skipped])
@@ -442,6 +444,17 @@ def _read_csv_text(path: Path) -> tuple[pd.DataFrame, np.ndarray, list[RowError]
     blank = frame.isna().all(axis=1).to_numpy()
     notes = [f"skipped {int(blank.sum()):,} blank lines"] if blank.any() else []
     return frame[~blank].reset_index(drop=True), lines[~blank], malformed, notes
+
+
+def _may_quote(path: Path) -> bool:
+    """Whether the file has a double quote at all: without one no field can span lines."""
+    if path.name.lower().endswith(".gz"):
+        return True  # not worth decompressing twice to find out
+    with path.open("rb") as handle:
+        if path.stat().st_size == 0:
+            return False
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(b'"') >= 0
 
 
 def _rename(frame: pd.DataFrame, mapping: dict[str, str], path: Path) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import redis
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 
 from engine.feature_store import utc_now
@@ -49,7 +49,6 @@ def create_app(
         title="Next-best-offer service",
         version="0.1.0",
         description="Checkout next-best-offer, member features and events for loyalty programmes.",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     for router in (events.router, members.router, health.router):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 
-from engine.events import MemberId
+from engine.events import MEMBER_ID_PATTERN
 from serving.auth import ApiKey
 from serving.dependencies import get_services, require
 from serving.services import Services
@@ -16,7 +16,7 @@ router = APIRouter(tags=["members"])
 
 @router.get("/v1/members/{member_id}/features")
 def get_member_features(
-    member_id: MemberId = Path(..., description="the member's id"),
+    member_id: Annotated[str, Path(min_length=1, max_length=64, pattern=MEMBER_ID_PATTERN, description="the member's id")],
     key: ApiKey = Depends(require("members:read")),
     services: Services = Depends(get_services),
 ) -> dict[str, Any]:

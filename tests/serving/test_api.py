@@ -1,0 +1,119 @@
+"""The HTTP API over a real Redis: events, member features, keys and scopes, health."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from engine.redis_server import free_port
+from engine.settings import Settings
+from serving.app import create_app
+from serving.auth import ApiKeys
+from tests.conftest import NOW
+
+
+@pytest.fixture
+def client(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
+    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def keys(redis_client: redis.Redis) -> ApiKeys:
+    return ApiKeys(redis_client)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def register(member: str, store: str = "S001", region: str = "north") -> dict:
+    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-01-05T10:00:00",
+            "store_id": store, "region": region}
+
+
+def purchase(member: str, event_id: str, amount: float) -> dict:
+    return {"event_id": event_id, "type": "purchase", "member_id": member, "ts": "2026-02-27T18:30:00",
+            "store_id": "S001", "lines": [{"sku": "SKU1", "qty": 2, "amount": amount, "category": "dairy"}]}
+
+
+def test_events_batch_counts_accepted_duplicates_and_rejected(client: TestClient, keys: ApiKeys) -> None:
+    pos = bearer(keys.create("pos"))
+    batch = [register("A"), purchase("A", "p1", 42.0), {"event_id": "x", "type": "purchase", "member_id": "A"}]
+    first = client.post("/v1/events", json=batch, headers=pos)
+    again = client.post("/v1/events", json=batch[:2], headers=pos)
+    assert first.status_code == 200
+    body = first.json()
+    assert (body["accepted"], body["duplicates"]) == (2, 0)
+    assert body["rejected"][0]["index"] == 2 and "lines" in body["rejected"][0]["reason"]
+    assert again.json() == {"accepted": 0, "duplicates": 2, "rejected": []}
+
+
+def test_events_body_must_be_an_array(client: TestClient, keys: ApiKeys) -> None:
+    response = client.post("/v1/events", json={"event_id": "a"}, headers=bearer(keys.create("pos")))
+    assert response.status_code == 422
+    assert "body" in str(response.json()["detail"])
+
+
+def test_member_features_after_events(client: TestClient, keys: ApiKeys) -> None:
+    pos = bearer(keys.create("pos"))
+    client.post("/v1/events", json=[register("A"), purchase("A", "p1", 42.0)], headers=pos)
+    response = client.get("/v1/members/A/features", headers=pos)
+    assert response.status_code == 200
+    features = response.json()["features"]
+    assert features["recency_days"] == 2 and features["monetary_30d"] == 42.0
+    assert features["favourite_categories"] == ["dairy"]
+
+
+def test_unknown_member_is_404_and_a_bad_id_is_422(client: TestClient, keys: ApiKeys) -> None:
+    pos = bearer(keys.create("pos"))
+    assert client.get("/v1/members/nobody/features", headers=pos).status_code == 404
+    assert client.get("/v1/members/bad%20id!/features", headers=pos).status_code == 422
+
+
+def test_keys_are_required_and_roles_enforced(client: TestClient, keys: ApiKeys) -> None:
+    assert client.post("/v1/events", json=[]).status_code == 401
+    assert client.post("/v1/events", json=[], headers=bearer("nbo_made_up")).status_code == 401
+    marketer = bearer(keys.create("marketer"))
+    response = client.post("/v1/events", json=[], headers=marketer)
+    assert response.status_code == 403 and "marketer" in response.json()["detail"]
+
+
+def test_store_scoped_key_sees_only_its_store(client: TestClient, keys: ApiKeys) -> None:
+    admin = bearer(keys.create("admin"))
+    client.post("/v1/events", json=[register("A", store="S001"), register("B", store="S002", region="south")],
+                headers=admin)
+    store_key = bearer(keys.create("pos", scope="store:S001"))
+    region_key = bearer(keys.create("app", scope="region:south"))
+    assert client.get("/v1/members/A/features", headers=store_key).status_code == 200
+    assert client.get("/v1/members/B/features", headers=store_key).status_code == 403
+    assert client.get("/v1/members/B/features", headers=region_key).status_code == 200
+    assert client.get("/v1/members/A/features", headers=region_key).status_code == 403
+
+
+def test_keys_are_stored_hashed(keys: ApiKeys, redis_client: redis.Redis) -> None:
+    key = keys.create("pos", name="till 3")
+    assert key not in repr(redis_client.hgetall("nbo:keys"))
+    assert keys.verify(key).role == "pos"
+
+
+def test_health_readiness_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["ready"] is True
+    client.get("/healthz")
+    metrics = client.get("/metrics").text
+    assert 'nbo_request_seconds_count{method="GET",route="/healthz",status="200"}' in metrics
+
+
+def test_redis_away_gives_503_not_a_crash(settings: Settings) -> None:
+    dead = redis.Redis(port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2, decode_responses=True)
+    app = create_app(settings, redis_client=dead, clock=lambda: NOW, background=False)
+    with TestClient(app) as client:
+        ready = client.get("/readyz")
+        events = client.post("/v1/events", json=[register("A")], headers=bearer("nbo_anything"))
+    assert ready.status_code == 503 and "redis" in ready.json()["checks"]
+    assert events.status_code == 503 and "unavailable" in events.json()["detail"]
