@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "member_id",
@@ -180,8 +181,11 @@ def baskets(frame: pd.DataFrame) -> Baskets:
     order = np.lexsort((np.arange(n), codes, member_rank, first_ts))
     lines = frame.take(order).reset_index(drop=True)
     sorted_codes = codes[order]
-    start = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]) if n else np.zeros(0, int)
-    stop = np.r_[start[1:], n].astype(np.int64)
+    if n:
+        start = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        stop = np.r_[start[1:], n].astype(np.int64)
+    else:
+        start = stop = np.zeros(0, dtype=np.int64)
     table = pd.DataFrame(
         {
             "basket_id": key.to_numpy()[order][start],
@@ -320,7 +324,7 @@ def _validate(
     n = len(raw)
     member = _as_text(raw["member_id"])
     ts = _parse_ts(raw["ts"], source.ts_format)
-    amount = pd.to_numeric(raw["amount"], errors="coerce").to_numpy(dtype=np.float64)
+    amount = _to_float(raw["amount"])
     raw_amount_missing = _missing(raw["amount"])
 
     # Each check: (rows failing it, how to word the reason for one failing row's raw value).
@@ -342,7 +346,7 @@ def _validate(
     checks.append((amount < 0, raw["amount"], lambda v: f"amount {_shown(v)} is negative"))
     if "qty" in raw.columns:
         qty_missing = _missing(raw["qty"])
-        qty = pd.to_numeric(raw["qty"], errors="coerce").to_numpy(dtype=np.float64)
+        qty = _to_float(raw["qty"])
         qty = np.where(qty_missing, 1.0, qty)  # the contract's default for a blank qty
         checks.append(
             (~np.isfinite(qty), raw["qty"], lambda v: f"qty {_shown(v)} is not a number")
@@ -412,7 +416,10 @@ def _read_csv_text(path: Path) -> tuple[pd.DataFrame, np.ndarray, list[RowError]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         # Blank lines are kept (as all-empty rows) so the row -> line arithmetic stays exact.
-        frame = pd.read_csv(path, dtype="str", skip_blank_lines=False, on_bad_lines="warn")
+        try:
+            frame = pd.read_csv(path, dtype="str", skip_blank_lines=False, on_bad_lines="warn")
+        except pd.errors.EmptyDataError:
+            raise ImportAborted(f"{path}: the file is empty (not even a header line)", path) from None
     # pandas numbers records (header = 1), not physical lines: map both to physical lines below.
     skipped = [
         (int(m.group(1)), m.group(2).strip())
@@ -516,6 +523,19 @@ def _as_text(values: pd.Series) -> pd.Series:
         return text
     text = values.astype(STR_DTYPE).str.strip()
     return text.mask(text == "")
+
+
+def _to_float(values: pd.Series) -> np.ndarray:
+    """Numbers as float64; anything unparseable becomes NaN."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_string_dtype(values.dtype):
+        try:  # Arrow's parser is several times faster; it refuses the whole column on one bad value
+            parsed = pc.cast(pa.array(values.astype(STR_DTYPE)), pa.float64())
+            return parsed.to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
 
 
 def _integral_ids(values: pd.Series) -> pd.Series:

@@ -11,7 +11,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 
@@ -80,7 +80,7 @@ class ApiKeys:
             raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
         scope = parse_scope(scope)
         key = "nbo_" + secrets.token_urlsafe(32)
-        record = {"role": role, "scope": scope, "name": name, "created": datetime.now(timezone.utc).isoformat()}
+        record = {"role": role, "scope": scope, "name": name, "created": datetime.now(UTC).isoformat()}
         self.redis.hset(KEYS_HASH, _digest(key), json.dumps(record))
         return key
 

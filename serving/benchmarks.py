@@ -86,7 +86,7 @@ def run_ingest_benchmark(events: int, members: int, batch: int, reads: int, cons
             read_samples, feature_samples = [], []
             for member_id in ids:
                 t0 = time.perf_counter()
-                state = store.read_state(member_id)
+                store.read_state(member_id)
                 t1 = time.perf_counter()
                 store.member_features(member_id)
                 t2 = time.perf_counter()

@@ -28,9 +28,9 @@ def prepare_demo(settings: Settings) -> DemoInfo:
     store = FeatureStore(client, Programme.from_settings(settings))
     member_id = next(store.member_ids(), None)
     if member_id is None:
-        from engine.synthetic import generate
-
         from datetime import date, timedelta
+
+        from engine.synthetic import generate
 
         # History up to yesterday, so "now" in the demo looks like a live programme.
         start = date.today() - timedelta(days=DEMO_DAYS)

@@ -18,15 +18,7 @@ from engine.transactions import (
     read_transactions,
     write_transactions,
 )
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def _shared_file(name: str) -> Path:
-    path = DATA / name
-    if not path.is_file():
-        pytest.skip(f"real dataset {path} not found: these tests need ../shared/data next to the repo")
-    return path
+from tests.conftest import shared_data
 
 
 def _csv(tmp_path: Path, text: str, name: str = "lines.csv") -> Path:
@@ -51,7 +43,7 @@ def _assert_canonical(frame: pd.DataFrame) -> None:
 
 
 def test_online_retail_keeps_customer_purchases_only():
-    path = _shared_file("online_retail.parquet")
+    path = shared_data("online_retail.parquet")
     started = time.perf_counter()
     result = read_transactions(path, fmt="online-retail")
     elapsed = time.perf_counter() - started
@@ -72,7 +64,7 @@ def test_online_retail_keeps_customer_purchases_only():
 
 
 def test_online_retail_amount_is_quantity_times_unit_price():
-    path = _shared_file("online_retail.parquet")
+    path = shared_data("online_retail.parquet")
     raw = pd.read_parquet(path)
     frame = read_transactions(path, fmt="online-retail").frame
     line = frame[(frame["basket_id"] == "536365") & (frame["sku"] == "85123A")].iloc[0]
@@ -84,7 +76,7 @@ def test_online_retail_amount_is_quantity_times_unit_price():
 
 
 def test_groceries_drops_exact_duplicates_and_keys_baskets_by_member_and_date():
-    path = _shared_file("groceries.csv")
+    path = shared_data("groceries.csv")
     result = read_transactions(path, fmt="groceries")
     frame = result.frame
 
@@ -106,7 +98,7 @@ def test_groceries_drops_exact_duplicates_and_keys_baskets_by_member_and_date():
 
 
 def test_groceries_baskets_match_the_data_readme():
-    frame = read_transactions(_shared_file("groceries.csv"), fmt="groceries").frame
+    frame = read_transactions(shared_data("groceries.csv"), fmt="groceries").frame
     assert len(baskets(frame)) == 14_963
 
 
@@ -234,6 +226,25 @@ def test_parquet_rows_are_numbered_from_two_like_a_csv_export(tmp_path):
     result = read_transactions(path, max_bad_fraction=0.5)
     assert [e.line for e in result.rejected] == [3]
     assert result.frame["member_id"].tolist() == ["a", "c"]
+
+
+def test_a_header_only_file_gives_an_empty_canonical_frame(tmp_path):
+    result = read_transactions(_csv(tmp_path, "member_id,ts,sku,amount\n"))
+    assert len(result.frame) == 0 and result.rejected == []
+    _assert_canonical(result.frame)
+    assert len(baskets(result.frame)) == 0
+
+
+def test_an_empty_file_aborts_saying_so(tmp_path):
+    with pytest.raises(ImportAborted, match="empty.csv: the file is empty"):
+        read_transactions(_csv(tmp_path, "", name="empty.csv"))
+
+
+def test_online_retail_format_names_a_missing_source_column(tmp_path):
+    path = tmp_path / "retail.parquet"
+    pd.DataFrame({"InvoiceNo": ["1"], "StockCode": ["A"], "Quantity": [1]}).to_parquet(path)
+    with pytest.raises(ImportAborted, match="retail.parquet: missing required column.*'InvoiceDate'"):
+        read_transactions(path, fmt="online-retail")
 
 
 def test_unknown_format_is_refused(tmp_path):

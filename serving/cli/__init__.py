@@ -1,0 +1,51 @@
+"""The ``nbo`` command line: each command parses its arguments and makes one call into the core.
+
+One module per command group; heavy imports (pandas, mlflow, the engine) happen inside the
+commands, so ``nbo --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from serving.cli import bench, data, embedded_redis, events, keys
+from serving.cli.common import console, settings
+
+app = typer.Typer(help="Checkout next-best-offer service.", no_args_is_help=True, add_completion=False)
+app.add_typer(data.app, name="data")
+app.add_typer(keys.app, name="keys")
+app.add_typer(events.app, name="events")
+app.add_typer(embedded_redis.app, name="redis")
+app.add_typer(bench.app, name="bench")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, min=1),
+    demo: bool = typer.Option(False, "--demo", help="load demo data if the store is empty and print a dev key"),
+) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    from engine.redis_server import redis_url
+
+    current = settings()
+    # Workers are separate processes: hand them the one Redis (embedded or not) through the environment.
+    os.environ["REDIS_URL"] = redis_url(current)
+    if demo:
+        from serving.demo import prepare_demo
+
+        info = prepare_demo(current)
+        console.print(f"\n[bold]Next-best-offer service[/bold] on http://{host}:{port}  (API docs: /docs)")
+        console.print(f"dev key (admin): {info.key}")
+        console.print(f"try:\n  curl -s -H 'Authorization: Bearer {info.key}' "
+                      f"http://{host}:{port}/v1/members/{info.member_id}/features\n")
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,21 @@
+"""``nbo bench``: benchmarks that print figures and ratios."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Benchmarks that print figures and ratios.", no_args_is_help=True)
+
+
+@app.command("ingest")
+def bench_ingest(
+    events: int = typer.Option(100_000, help="purchase events to ingest"),
+    members: int = typer.Option(10_000, help="members they spread over"),
+    batch: int = typer.Option(1000, help="events per batch"),
+    reads: int = typer.Option(5000, help="feature-vector reads for the latency figures"),
+) -> None:
+    """Ingest throughput vs redis-benchmark's pipelined HSET, and feature-read latency, on a fresh Redis."""
+    from serving.benchmarks import run_ingest_benchmark
+
+    run_ingest_benchmark(events=events, members=members, batch=batch, reads=reads, console=Console())
