@@ -80,6 +80,11 @@ class EventStreamConsumer:
     ) -> None:
         self.store = store
         self.redis = store.redis
+        # Blocking reads wait up to block_ms: give them a connection whose timeout is longer than
+        # that, separate from the short-timeout client that keeps requests snappy.
+        pool = store.redis.connection_pool
+        options = {**pool.connection_kwargs, "socket_timeout": block_ms / 1000 + 2}
+        self._blocking = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **options))
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
@@ -104,7 +109,7 @@ class EventStreamConsumer:
             EVENTS_STREAM, CONSUMER_GROUP, self.consumer, min_idle_time=self.claim_idle_ms, count=self.batch_size
         )
         handled = self._handle(claimed)
-        replies = self.redis.xreadgroup(
+        replies = self._blocking.xreadgroup(
             CONSUMER_GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=self.batch_size,
             block=self.block_ms if not claimed else None,
         )

@@ -42,8 +42,10 @@ def serve(
         info = prepare_demo(current)
         console.print(f"\n[bold]Next-best-offer service[/bold] on http://{host}:{port}  (API docs: /docs)")
         console.print(f"dev key (admin): {info.key}")
-        console.print(f"try:\n  curl -s -H 'Authorization: Bearer {info.key}' "
-                      f"http://{host}:{port}/v1/members/{info.member_id}/features\n")
+        # Plain output (not rich, which wraps lines) so the command can be copied as it is.
+        typer.echo("try:", err=True)
+        typer.echo(f"  curl -s -H 'Authorization: Bearer {info.key}' "
+                   f"http://{host}:{port}/v1/members/{info.member_id}/features\n", err=True)
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
 
 

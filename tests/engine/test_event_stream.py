@@ -80,3 +80,11 @@ def test_a_consumer_that_applied_but_did_not_ack_causes_no_double_count(store: F
     survivor.run_once()
     assert survivor.stats.duplicates == 2
     assert store.member_features("A")["orders_total"] == 1
+
+
+def test_a_blocking_read_outlasts_the_clients_short_timeout(redis_server, programme) -> None:
+    """The service's client times out after 0.5 s; the consumer's wait for new entries must not."""
+    snappy = redis.Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=0.1)
+    snappy.flushall()
+    consumer = EventStreamConsumer(FeatureStore(snappy, programme), consumer="c1", block_ms=300)
+    assert consumer.run_once() == 0
