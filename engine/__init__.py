@@ -1,0 +1,15 @@
+"""The decision core: member state and features, events, the Redis feature store, ingestion.
+
+Public surface (everything else is private to the package):
+
+- ``engine.settings``: ``Settings``, ``get_settings``, ``TIERS``
+- ``engine.events``: ``parse_event``, ``Event`` and its types, ``EVENT_TYPES``
+- ``engine.member_state``: ``MemberState``, ``Programme``, ``apply_event``, ``EventRejected``
+- ``engine.features``: ``FEATURES``, ``FEATURE_NAMES``, ``member_features``
+- ``engine.feature_store``: ``FeatureStore``, ``IngestResult``, ``member_key``
+- ``engine.point_in_time``: ``features_as_of``, ``history_events``, ``fold_history``
+- ``engine.ingestion``: ``backfill``, ``publish_events``, ``EventStreamConsumer``
+- ``engine.transactions``: ``read_transactions``, ``write_transactions``, ``baskets``
+- ``engine.synthetic``: ``generate``
+- ``engine.redis_server``: ``connect``, ``start_redis_server``, ``embedded_redis``
+"""

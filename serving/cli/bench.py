@@ -14,8 +14,10 @@ def bench_ingest(
     members: int = typer.Option(10_000, help="members they spread over"),
     batch: int = typer.Option(1000, help="events per batch"),
     reads: int = typer.Option(5000, help="feature-vector reads for the latency figures"),
+    processes: int = typer.Option(2, min=1, help="ingest processes for the parallel figure"),
 ) -> None:
     """Ingest throughput vs redis-benchmark's pipelined HSET, and feature-read latency, on a fresh Redis."""
     from serving.benchmarks import run_ingest_benchmark
 
-    run_ingest_benchmark(events=events, members=members, batch=batch, reads=reads, console=Console())
+    run_ingest_benchmark(events=events, members=members, batch=batch, reads=reads, console=Console(),
+                         processes=processes)
