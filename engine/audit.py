@@ -13,10 +13,12 @@ import logging
 import logging.handlers
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import redis
+
+from engine.member_state import utc_now
 
 AUDIT_STREAM = "nbo:audit"
 PERSONAL_FIELDS = frozenset({"phone", "name", "email", "address", "birthday", "id_card"})
@@ -29,7 +31,7 @@ class AuditLog:
         self,
         client: redis.Redis | None,
         directory: Path,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = utc_now,
         max_bytes: int = 10_000_000,
         backups: int = 10,
         stream_maxlen: int = 1_000_000,

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import redis
 
@@ -35,6 +35,7 @@ from engine.member_state import (
     MemberState,
     Programme,
     apply_event,
+    utc_now,
 )
 
 DAILY_BUCKET_DAYS = 400
@@ -51,10 +52,6 @@ def member_key(member_id: str, part: str) -> str:
 def event_key(member_id: str, event_id: str) -> str:
     """The exactly-once record of one applied event."""
     return f"m:{{{member_id}}}:e:{event_id}"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

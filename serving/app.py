@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 
-from engine.feature_store import utc_now
+from engine.member_state import utc_now
 from engine.settings import Settings, get_settings
 from serving.routes import events, health, members
 from serving.services import Services

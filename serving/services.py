@@ -11,9 +11,9 @@ from datetime import datetime
 
 import redis
 
-from engine.feature_store import FeatureStore, utc_now
+from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
-from engine.member_state import Programme
+from engine.member_state import Programme, utc_now
 from engine.redis_server import connect
 from engine.settings import Settings
 from serving.auth import ApiKeys

@@ -1,0 +1,183 @@
+"""Coupons (优惠券): issued to a member with a unique unguessable code, redeemable once, tracked.
+
+A coupon lives in ``cp:{<code>}`` (its own cluster slot, found from the code alone); the member's
+``m:{id}:cpi:<key>`` records which code an issuance key produced, so a retried request or a
+re-run trigger gets the same coupon instead of a second one. Codes are 16 characters of
+Crockford base32 from ``secrets``: 80 bits, so guessing one valid code among a million live ones
+takes about 2**60 tries.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import redis
+
+from engine.audit import AuditLog
+from engine.member_state import utc_now
+
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+CODE_LENGTH = 16
+CODE_ENTROPY_BITS = CODE_LENGTH * 5
+STATUSES = ("issued", "seen", "redeemed", "expired")
+
+CouponKind = Literal["percent_off", "amount_off", "free_item"]
+
+
+@dataclass(frozen=True)
+class CouponTerms:
+    """What a coupon gives: ``percent_off`` (value in %), ``amount_off`` (yuan, over ``min_spend``), ``free_item``."""
+
+    template: str
+    kind: CouponKind
+    value: float
+    valid_days: int
+    min_spend: float = 0.0
+    sku: str | None = None
+    name: str = ""
+
+    def face_value(self, basket_total: float | None = None) -> float:
+        """The yuan it is worth: amount off, the item's value, or percent of a basket (if known)."""
+        if self.kind == "percent_off":
+            return round((basket_total or 0.0) * self.value / 100, 2)
+        return float(self.value)
+
+
+@dataclass(frozen=True)
+class Coupon:
+    code: str
+    member_id: str
+    terms: CouponTerms
+    rule_id: str
+    channel: str
+    issued_at: str
+    expires_at: str
+    status: str = "issued"
+    redeemed_at: str | None = None
+    redeemed_store: str | None = None
+
+
+class CouponError(Exception):
+    """A coupon cannot be redeemed; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def coupon_key(code: str) -> str:
+    return f"cp:{{{code}}}"
+
+
+def issuance_key(member_id: str, key: str) -> str:
+    return f"m:{{{member_id}}}:cpi:{key}"
+
+
+def new_code() -> str:
+    """A fresh random coupon code (80 bits from the OS's CSPRNG)."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+# KEYS[1] coupon. ARGV: member, now ISO, store. Redeems once; says why not otherwise.
+_REDEEM_LUA = """
+local c = redis.call('HGETALL', KEYS[1])
+if #c == 0 then return {'missing'} end
+local f = {}
+for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+if ARGV[1] ~= '' and f['member_id'] ~= ARGV[1] then return {'foreign'} end
+if f['status'] == 'redeemed' then return {'redeemed', f['redeemed_at'], f['redeemed_store'] or ''} end
+if ARGV[2] > f['expires_at'] then return {'expired', f['expires_at']} end
+redis.call('HSET', KEYS[1], 'status', 'redeemed', 'redeemed_at', ARGV[2], 'redeemed_store', ARGV[3])
+return {'ok', f['member_id']}
+"""
+
+
+class CouponLedger:
+    """Issues, shows and redeems coupons in Redis; every issue and redemption is audited."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        audit: AuditLog | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        keep_days_after_expiry: int = 90,
+    ) -> None:
+        self.redis = client
+        self.audit = audit
+        self.clock = clock
+        self.keep_seconds = keep_days_after_expiry * 86400
+        self._redeem = client.register_script(_REDEEM_LUA)
+
+    def issue(self, member_id: str, terms: CouponTerms, rule_id: str, channel: str, issuance: str,
+              actor: str = "engine") -> Coupon:
+        """Issue a coupon once per ``issuance`` key (request id, or rule + period): a retry returns the same one."""
+        now = self.clock()
+        code = new_code()
+        marker = issuance_key(member_id, issuance)
+        ttl = (terms.valid_days * 86400) + self.keep_seconds
+        if not self.redis.set(marker, code, nx=True, ex=ttl):
+            code = self.redis.get(marker)
+            existing = self.get(code)
+            if existing is not None:
+                return existing
+            # The earlier attempt stopped between the two writes: finish it with the same code.
+        expires = now + timedelta(days=terms.valid_days)
+        coupon = Coupon(code=code, member_id=member_id, terms=terms, rule_id=rule_id, channel=channel,
+                        issued_at=now.isoformat(), expires_at=expires.isoformat())
+        record = {"member_id": member_id, "terms": json.dumps(asdict(terms)), "rule_id": rule_id,
+                  "channel": channel, "issued_at": coupon.issued_at, "expires_at": coupon.expires_at,
+                  "status": "issued"}
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(coupon_key(code), mapping=record)
+        pipe.expire(coupon_key(code), ttl)
+        pipe.execute()
+        if self.audit:
+            self.audit.record("coupon.issued", actor=actor, subject=member_id, code_hint=code[-4:], rule_id=rule_id,
+                              template=terms.template, value=terms.value, channel=channel, expires_at=coupon.expires_at)
+        return coupon
+
+    def get(self, code: str) -> Coupon | None:
+        """The coupon with this code, or None."""
+        fields = self.redis.hgetall(coupon_key(code))
+        if not fields:
+            return None
+        return Coupon(code=code, member_id=fields["member_id"], terms=CouponTerms(**json.loads(fields["terms"])),
+                      rule_id=fields["rule_id"], channel=fields["channel"], issued_at=fields["issued_at"],
+                      expires_at=fields["expires_at"], status=self._status(fields),
+                      redeemed_at=fields.get("redeemed_at"), redeemed_store=fields.get("redeemed_store"))
+
+    def _status(self, fields: dict) -> str:
+        if fields["status"] != "redeemed" and self.clock().isoformat() > fields["expires_at"]:
+            return "expired"
+        return fields["status"]
+
+    def mark_seen(self, code: str) -> None:
+        """Record that the member saw the coupon (an issued coupon only; never un-redeems)."""
+        key = coupon_key(code)
+        if self.redis.hget(key, "status") == "issued":
+            self.redis.hset(key, "status", "seen")
+
+    def redeem(self, code: str, member_id: str | None, store_id: str | None, actor: str = "pos") -> Coupon:
+        """Redeem once; raises ``CouponError`` (404 unknown, 403 another member's, 409 redeemed or expired)."""
+        now = self.clock().isoformat()
+        outcome = self._redeem(keys=[coupon_key(code)], args=[member_id or "", now, store_id or ""])
+        verdict = outcome[0]
+        if verdict == "missing":
+            raise CouponError(404, f"no coupon with code {code!r}")
+        if verdict == "foreign":
+            raise CouponError(403, "this coupon belongs to another member")
+        if verdict == "redeemed":
+            where = f" at store {outcome[2]}" if outcome[2] else ""
+            raise CouponError(409, f"coupon already redeemed on {outcome[1]}{where}")
+        if verdict == "expired":
+            raise CouponError(409, f"coupon expired on {outcome[1]}")
+        coupon = self.get(code)
+        if self.audit:
+            self.audit.record("coupon.redeemed", actor=actor, subject=coupon.member_id, code_hint=code[-4:],
+                              rule_id=coupon.rule_id, store_id=store_id, value=coupon.terms.value)
+        return coupon
