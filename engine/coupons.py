@@ -19,6 +19,8 @@ from typing import Literal
 import redis
 
 from engine.audit import AuditLog
+from engine.events import CouponRedeemedEvent
+from engine.feature_store import FeatureStore
 from engine.member_state import utc_now
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
@@ -106,9 +108,11 @@ class CouponLedger:
         audit: AuditLog | None = None,
         clock: Callable[[], datetime] = utc_now,
         keep_days_after_expiry: int = 90,
+        store: FeatureStore | None = None,
     ) -> None:
         self.redis = client
         self.audit = audit
+        self.store = store
         self.clock = clock
         self.keep_seconds = keep_days_after_expiry * 86400
         self._redeem = client.register_script(_REDEEM_LUA)
@@ -177,6 +181,12 @@ class CouponLedger:
         if verdict == "expired":
             raise CouponError(409, f"coupon expired on {outcome[1]}")
         coupon = self.get(code)
+        if self.store is not None:
+            # Redemptions feed the member's features like any other event (exactly once per code).
+            self.store.apply_events([CouponRedeemedEvent(
+                event_id=f"redeem:{code}", type="coupon_redeemed", member_id=coupon.member_id,
+                ts=self.clock(), code=code, value=coupon.terms.value,
+            )])
         if self.audit:
             self.audit.record("coupon.redeemed", actor=actor, subject=coupon.member_id, code_hint=code[-4:],
                               rule_id=coupon.rule_id, store_id=store_id, value=coupon.terms.value)

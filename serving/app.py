@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 
 from engine.member_state import utc_now
 from engine.settings import Settings, get_settings
-from serving.routes import events, health, members
+from serving.routes import coupons, events, health, members
 from serving.services import Services
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def create_app(
         description="Checkout next-best-offer, member features and events for loyalty programmes.",
         lifespan=lifespan,
     )
-    for router in (events.router, members.router, health.router):
+    for router in (events.router, members.router, coupons.router, health.router):
         app.include_router(router)
 
     @app.exception_handler(redis.ConnectionError)

@@ -1,4 +1,4 @@
-"""What a running service owns: settings, Redis, the feature store, keys; built once, closed once."""
+"""What a running service owns: settings, Redis, the feature store, keys, audit, coupons; built once, closed once."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from datetime import datetime
 
 import redis
 
+from engine.audit import AuditLog
+from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
 from engine.member_state import Programme, utc_now
@@ -29,6 +31,8 @@ class Services:
     store: FeatureStore
     keys: ApiKeys
     clock: Callable[[], datetime]
+    audit: AuditLog
+    coupons: CouponLedger
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -38,9 +42,11 @@ class Services:
     ) -> Services:
         programme = Programme.from_settings(settings)
         client = client or connect(settings)
+        audit = AuditLog(client, settings.var_dir / "audit", clock=clock)
+        store = FeatureStore(client, programme, clock=clock)
         return cls(
-            settings=settings, programme=programme, redis=client,
-            store=FeatureStore(client, programme, clock=clock), keys=ApiKeys(client), clock=clock,
+            settings=settings, programme=programme, redis=client, store=store, keys=ApiKeys(client), clock=clock,
+            audit=audit, coupons=CouponLedger(client, audit, clock=clock, store=store),
         )
 
     def start_background(self) -> None:
@@ -56,4 +62,5 @@ class Services:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=3)
+        self.audit.close()
         self.redis.close()

@@ -117,3 +117,31 @@ def test_redis_away_gives_503_not_a_crash(settings: Settings) -> None:
         events = client.post("/v1/events", json=[register("A")], headers=bearer("nbo_anything"))
     assert ready.status_code == 503 and "redis" in ready.json()["checks"]
     assert events.status_code == 503 and "unavailable" in events.json()["detail"]
+
+
+def test_a_coupon_is_redeemed_once_and_feeds_the_features(client: TestClient, keys: ApiKeys) -> None:
+    from engine.coupons import CouponTerms
+
+    pos = bearer(keys.create("pos"))
+    client.post("/v1/events", json=[register("A")], headers=pos)
+    ledger = client.app.state.services.coupons
+    coupon = ledger.issue("A", CouponTerms("OFF5", "amount_off", 5, valid_days=7), "new-member", "pos", "req-1")
+    first = client.post(f"/v1/coupons/{coupon.code}/redeem", json={"member_id": "A", "store_id": "S001"}, headers=pos)
+    second = client.post(f"/v1/coupons/{coupon.code}/redeem", json={"member_id": "A"}, headers=pos)
+    assert first.status_code == 200 and first.json()["value"] == 5
+    assert second.status_code == 409 and "already redeemed" in second.json()["detail"]
+    assert client.get("/v1/members/A/features", headers=pos).json()["features"]["coupons_redeemed"] == 1
+
+
+def test_coupon_redemption_refuses_bad_codes_foreign_members_and_scopes(client: TestClient, keys: ApiKeys) -> None:
+    from engine.coupons import CouponTerms
+
+    admin = bearer(keys.create("admin"))
+    client.post("/v1/events", json=[register("A", store="S001"), register("B", store="S002")], headers=admin)
+    coupon = client.app.state.services.coupons.issue("A", CouponTerms("OFF5", "amount_off", 5, 7), "r", "pos", "q")
+    other_store = bearer(keys.create("pos", scope="store:S002"))
+    assert client.post("/v1/coupons/not-a-code/redeem", headers=admin).status_code == 422
+    assert client.post("/v1/coupons/0000000000000000/redeem", headers=admin).status_code == 404
+    assert client.post(f"/v1/coupons/{coupon.code}/redeem", json={"member_id": "B"}, headers=admin).status_code == 403
+    assert client.post(f"/v1/coupons/{coupon.code}/redeem", headers=other_store).status_code == 403
+    assert client.post(f"/v1/coupons/{coupon.code}/redeem", json={"colour": "red"}, headers=admin).status_code == 422
