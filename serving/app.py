@@ -54,6 +54,12 @@ def create_app(
     for router in (events.router, members.router, coupons.router, health.router):
         app.include_router(router)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug must not take the worker down or leak internals; the log has the traceback.
+        log.exception("unhandled error", extra={"route": request.url.path})
+        return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)
     async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -70,8 +76,11 @@ def create_app(
         finally:
             route = request.scope.get("route")
             path = getattr(route, "path", "unmatched")
-            REQUEST_SECONDS.labels(request.method, path, str(status)).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            REQUEST_SECONDS.labels(request.method, path, str(status)).observe(elapsed)
             if status >= 500:
                 ERRORS.labels(path).inc()
+                log.error("request failed", extra={"route": path, "method": request.method, "status": status,
+                                                   "ms": round(elapsed * 1000, 2)})
 
     return app

@@ -46,7 +46,11 @@ def serve(
         typer.echo("try:", err=True)
         typer.echo(f"  curl -s -H 'Authorization: Bearer {info.key}' "
                    f"http://{host}:{port}/v1/members/{info.member_id}/features\n", err=True)
-    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    from serving.json_logs import configure_logging
+
+    configure_logging()
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False, log_config=None)
 
 
 def main() -> None:

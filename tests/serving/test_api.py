@@ -145,3 +145,15 @@ def test_coupon_redemption_refuses_bad_codes_foreign_members_and_scopes(client: 
     assert client.post(f"/v1/coupons/{coupon.code}/redeem", json={"member_id": "B"}, headers=admin).status_code == 403
     assert client.post(f"/v1/coupons/{coupon.code}/redeem", headers=other_store).status_code == 403
     assert client.post(f"/v1/coupons/{coupon.code}/redeem", json={"colour": "red"}, headers=admin).status_code == 422
+
+
+def test_log_records_become_json_lines_with_their_fields() -> None:
+    import json
+    import logging
+
+    from serving.json_logs import JsonFormatter
+
+    record = logging.makeLogRecord({"msg": "request failed", "levelname": "ERROR", "name": "serving.app",
+                                    "route": "/v1/events", "status": 503})
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "request failed" and entry["route"] == "/v1/events" and entry["level"] == "error"
