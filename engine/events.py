@@ -14,8 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 MEMBER_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 MemberId = Annotated[str, Field(min_length=1, max_length=64, pattern=MEMBER_ID_PATTERN)]
 EventId = Annotated[str, Field(min_length=1, max_length=128)]
-Sku = Annotated[str, Field(min_length=1, max_length=64)]
-ShortText = Annotated[str, Field(min_length=1, max_length=64)]
+# Names may be any printable text (中文 included) but no control characters, which the store
+# uses as separators.
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE)]
+ShortText = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE)]
 
 EARLIEST_TS = datetime(1990, 1, 1)
 

@@ -227,3 +227,10 @@ def test_rejected_event_leaves_no_partial_change(store: FeatureStore, redis_clie
     result = store.ingest([purchase("A", "over", "2026-02-02T10:00:00", 99.0, points_used=500)])
     assert result.accepted == 0
     assert dump(redis_client) == before
+
+
+def test_names_with_control_characters_are_rejected(store: FeatureStore) -> None:
+    store.ingest([register("A")])
+    result = store.ingest([purchase("A", "p", "2026-02-01T10:00:00", 1.0, sku="milk\x1fbread")])
+    assert result.accepted == 0 and "lines.0.sku" in result.rejected[0].reason
+    assert store.ingest([purchase("A", "q", "2026-02-01T10:00:00", 1.0, sku="牛奶 1L")]).accepted == 1
