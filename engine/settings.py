@@ -68,6 +68,23 @@ class SegmentRules(BaseModel):
     loyal_orders_90d: int = 3
 
 
+class ArbitrationRules(BaseModel):
+    """How candidate offers are ranked: priority first, expected value to break ties and near-ties.
+
+    score = priority + expected_value, where expected_value (yuan) =
+    propensity x (margin_rate x expected spend - coupon cost). See ``engine.arbitration``.
+    """
+
+    max_offers: int = Field(3, ge=1, le=20)
+    max_coupons: int = Field(1, ge=0, le=10, description="coupons issued per checkout at most")
+    margin_rate: float = Field(0.25, ge=0, le=1, description="gross margin on incremental spend")
+    base_propensity: dict[str, float] = Field(
+        default_factory=lambda: {"coupon": 0.12, "recommend": 0.06, "points": 0.3, "message": 0.02, "tag": 0.0},
+        description="chance an offer of this kind is taken up, before member adjustments",
+    )
+    redeemer_uplift: float = Field(0.1, ge=0, description="propensity x (1 + this per coupon redeemed before, up to 5)")
+
+
 class Settings(BaseSettings):
     """Everything the service, the CLI and the tests configure."""
 
@@ -92,6 +109,7 @@ class Settings(BaseSettings):
     growth: GrowthRules = Field(default_factory=GrowthRules)
     points: PointsRules = Field(default_factory=PointsRules)
     segments: SegmentRules = Field(default_factory=SegmentRules)
+    arbitration: ArbitrationRules = Field(default_factory=ArbitrationRules)
 
     def pii_secret(self) -> bytes:
         """The key for hashing personal data: from the environment, else created once under var_dir."""

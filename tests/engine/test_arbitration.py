@@ -1,0 +1,72 @@
+"""Arbitration ranks offers: consent first, then exclusivity and limits per checkout, then score."""
+
+from __future__ import annotations
+
+from engine.arbitration import Candidate, arbitrate, expected_value
+from engine.coupons import CouponTerms
+from engine.settings import ArbitrationRules
+
+RULES = ArbitrationRules()
+MEMBER = {"avg_basket": 60.0, "coupons_redeemed": 0, "opted_out": False, "channel_sms": True, "channel_app": False}
+OFF50_200 = CouponTerms("OFF50_200", "amount_off", 50, valid_days=7, min_spend=200)
+OFF5 = CouponTerms("OFF5", "amount_off", 5, valid_days=7)
+PCT20 = CouponTerms("PCT20", "percent_off", 20, valid_days=14)
+
+
+def coupon(rule: str, terms: CouponTerms = OFF5, priority: int = 50, **kw) -> Candidate:
+    return Candidate(rule_id=rule, kind="coupon", priority=priority, reason=rule, coupon=terms, **kw)
+
+
+def recommend(rule: str, priority: int = 50, **kw) -> Candidate:
+    return Candidate(rule_id=rule, kind="recommend", priority=priority, reason=rule, skus=("bread",), **kw)
+
+
+def test_an_opted_out_member_gets_no_marketing_but_still_recommendations() -> None:
+    ranked, dropped = arbitrate([coupon("a"), recommend("b")], MEMBER | {"opted_out": True}, 30.0, "pos", RULES)
+    assert [r.candidate.rule_id for r in ranked] == ["b"]
+    assert dropped[0].why == "the member opted out of marketing"
+
+
+def test_priority_dominates_and_expected_value_breaks_ties() -> None:
+    ranked, _ = arbitrate([recommend("low", priority=10), coupon("high", priority=90)], MEMBER, 30.0, "pos", RULES)
+    assert [r.candidate.rule_id for r in ranked] == ["high", "low"]
+    ranked, _ = arbitrate([coupon("pricey", OFF50_200), recommend("cheap")], MEMBER, 30.0, "pos", RULES)
+    assert [r.candidate.rule_id for r in ranked] == ["cheap", "pricey"]  # 50 off costs more than it earns
+
+
+def test_expected_value_follows_the_documented_formula() -> None:
+    propensity, value = expected_value(coupon("x", OFF50_200), MEMBER, 30.0, RULES)
+    assert propensity == 0.12
+    assert value == round(0.12 * (0.25 * 200 - 50), 4)  # threshold coupon: spend is at least 200
+    _, pct = expected_value(coupon("y", PCT20), MEMBER, 30.0, RULES)
+    assert pct == round(0.12 * (0.25 * 60 - 0.2 * 60), 4)
+    loyal, _ = expected_value(coupon("z"), MEMBER | {"coupons_redeemed": 9}, 30.0, RULES)
+    assert loyal == round(0.12 * 1.5, 4)
+
+
+def test_one_coupon_per_checkout_and_a_short_list() -> None:
+    candidates = [coupon("a", priority=60), coupon("b", priority=50)] + [recommend(f"r{i}", priority=40) for i in range(5)]
+    ranked, dropped = arbitrate(candidates, MEMBER, 30.0, "pos", RULES)
+    assert [r.candidate.rule_id for r in ranked] == ["a", "r0", "r1"]
+    assert any(d.candidate.rule_id == "b" and "coupon" in d.why for d in dropped)
+
+
+def test_an_exclusive_offer_stands_alone() -> None:
+    ranked, dropped = arbitrate([coupon("vip", priority=90, exclusive=True), recommend("r")], MEMBER, 30.0, "pos", RULES)
+    assert [r.candidate.rule_id for r in ranked] == ["vip"]
+    ranked, _ = arbitrate([recommend("r", priority=90), coupon("vip", priority=50, exclusive=True)], MEMBER, 30.0, "pos", RULES)
+    assert [r.candidate.rule_id for r in ranked] == ["r"]
+
+
+def test_messages_go_only_to_accepted_channels() -> None:
+    sms = Candidate("s", "message", 50, "s", channel="sms")
+    app = Candidate("a", "message", 50, "a", channel="app")
+    ranked, dropped = arbitrate([sms, app], MEMBER, 30.0, "pos", RULES)
+    assert [r.candidate.rule_id for r in ranked] == ["s"]
+    assert dropped[0].why == "the member does not accept app"
+
+
+def test_ranking_is_deterministic() -> None:
+    candidates = [recommend(f"r{i}") for i in range(6)]
+    first = arbitrate(candidates, MEMBER, 30.0, "pos", RULES)
+    assert all(arbitrate(list(reversed(candidates)), MEMBER, 30.0, "pos", RULES) == first for _ in range(3))
