@@ -194,6 +194,40 @@ class FeatureStore:
             pipe.hset(member_key(member_id, PROFILE), mapping={k: str(v) for k, v in mapping.items()})
         pipe.execute()
 
+    def write_recommendations(
+        self,
+        recommendations: dict[str, list[tuple]],
+        model_version: str | None = None,
+        ttl_seconds: int | None = None,
+    ) -> None:
+        """Store batch-scored top-N recommendations per member (``m:{id}:r``), pipelined.
+
+        Each item is ``(sku, score)`` or ``(sku, score, reason)``, best first; a member's previous
+        list is replaced. ``ttl_seconds`` lets stale lists expire if batch scoring stops.
+        """
+        import json  # local: only batch scoring writes recommendations
+
+        pipe = self.redis.pipeline(transaction=False)
+        for member_id, items in recommendations.items():
+            payload = json.dumps({
+                "model_version": model_version,
+                "items": [
+                    {"sku": str(item[0]), "score": float(item[1]), "reason": str(item[2]) if len(item) > 2 else None}
+                    for item in items
+                ],
+            })
+            pipe.set(member_key(member_id, "r"), payload, ex=ttl_seconds)
+        pipe.execute()
+
+    def read_recommendations(self, member_id: str) -> dict[str, object] | None:
+        """A member's stored recommendations ``{"model_version", "items": [{sku, score, reason}]}``, or None."""
+        import json
+
+        raw = self.redis.get(member_key(member_id, "r"))
+        if raw is None:
+            return None
+        return json.loads(raw)
+
     # --- writing --------------------------------------------------------------------------------
 
     def ingest(self, raw_events: Iterable[object]) -> IngestResult:

@@ -11,6 +11,8 @@ import os
 import typer
 
 from serving.cli import bench, data, embedded_redis, events, keys
+from serving.cli import models as models_cli
+from serving.cli import train as train_cli
 from serving.cli.common import console, settings
 
 app = typer.Typer(help="Checkout next-best-offer service.", no_args_is_help=True, add_completion=False)
@@ -19,6 +21,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(events.app, name="events")
 app.add_typer(embedded_redis.app, name="redis")
 app.add_typer(bench.app, name="bench")
+app.add_typer(train_cli.app, name="train")
+app.add_typer(models_cli.app, name="models")
 
 
 @app.command()

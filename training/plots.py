@@ -1,0 +1,85 @@
+"""Churn evaluation plots, written as PNG files and logged as run artifacts.
+
+ROC (model and baselines), calibration (reliability), cumulative gain with lift, feature importance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from training.churn import ChurnTraining
+
+
+def churn_plots(result: ChurnTraining, folder: str | Path) -> list[Path]:
+    """Write the four churn plots into ``folder``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never open a window, works without a display
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import roc_curve
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    y = result.test.label.to_numpy()
+    curves = {"model": result.test_scores, **result.baseline_scores}
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, scores in curves.items():
+        fpr, tpr, _ = roc_curve(y, scores)
+        auc = result.metrics["auc_roc"] if name == "model" else result.baseline_metrics[name]["auc_roc"]
+        ax.plot(fpr, tpr, lw=2 if name == "model" else 1, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=_title("ROC", result))
+    ax.legend(loc="lower right", fontsize=8)
+    paths.append(_save(fig, folder / "roc.png"))
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, scores in (("model", result.test_scores), ("rfm", result.baseline_scores["rfm"])):
+        observed, predicted = calibration_curve(y, scores, n_bins=10, strategy="quantile")
+        ax.plot(predicted, observed, "o-", label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="predicted churn probability", ylabel="observed churn rate", title=_title("Calibration", result))
+    ax.legend(loc="upper left", fontsize=8)
+    paths.append(_save(fig, folder / "calibration.png"))
+
+    fig, (gain_ax, lift_ax) = plt.subplots(1, 2, figsize=(10, 4.5))
+    share = np.arange(1, len(y) + 1) / max(len(y), 1)
+    for name, scores in curves.items():
+        order = np.argsort(-scores, kind="stable")
+        captured = np.cumsum(y[order]) / max(y.sum(), 1)
+        gain_ax.plot(share, captured, lw=2 if name == "model" else 1, label=name)
+        lift_ax.plot(share, captured / share, lw=2 if name == "model" else 1, label=name)
+    gain_ax.plot([0, 1], [0, 1], "k:", lw=1)
+    gain_ax.set(xlabel="share of members contacted (highest scores first)", ylabel="share of churners reached",
+                title="Cumulative gain")
+    lift_ax.axhline(1.0, color="k", ls=":", lw=1)
+    lift_ax.set(xlabel="share of members contacted", ylabel="lift", title="Lift", xlim=(0.02, 1))
+    gain_ax.legend(loc="lower right", fontsize=8)
+    paths.append(_save(fig, folder / "gain_lift.png"))
+
+    booster = result.model.booster
+    importance = booster.feature_importance(importance_type="gain")
+    names = np.array(booster.feature_name())
+    order = np.argsort(importance)[-20:]
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.barh(names[order], importance[order])
+    ax.set(xlabel="total gain", title="Feature importance (gain)")
+    paths.append(_save(fig, folder / "feature_importance.png"))
+    return paths
+
+
+def _title(kind: str, result: ChurnTraining) -> str:
+    return f"{kind}: churn in {result.split.horizon_days} days after {result.split.test}"
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,429 @@
+"""Runs, versions and the ``champion`` alias in MLflow (SQLite backend, artifacts under ``mlruns/``).
+
+Every training run logs its parameters, metrics (model and baselines), the data fingerprint, the
+code version (git sha), plots, its holdout, and the model with its signature, and registers a new
+version. The first version of a model becomes champion; after that only ``promote`` moves the
+alias, and only when the candidate beats the champion **on the candidate's holdout**, both scored
+now by the same code (or with ``force``, which is recorded on the version, on its run and in the
+audit log). ``rollback`` gives the alias back to the previous champion.
+
+Audit lines (JSON, one per line) go to ``<var_dir>/audit/models.jsonl``: who, when, what, from
+which version to which, forced or not, and the numbers compared.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from recommender import evaluate_ranking, save_recommender
+from training.champions import (
+    CHAMPION,
+    CHURN_MODEL,
+    RECOMMENDER_ARTIFACT,
+    RECOMMENDER_MODEL,
+    alias_version,
+    load_version,
+    mlflow_client,
+)
+from training.churn import ChurnTraining, churn_metrics
+from training.churn_model import METADATA_FILE, NUMERIC_FEATURES, input_frame
+from training.data import LoadedTransactions
+from training.recommendation import RecommenderTraining
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
+PRIMARY_METRIC = {CHURN_MODEL: "auc_roc", RECOMMENDER_MODEL: "ndcg_at_k"}
+"""The number promotion compares (higher is better)."""
+HISTORY_TAG = "nbo.champion_history"  # registered-model tag: JSON list of champion versions, oldest first
+REPO = Path(__file__).resolve().parents[1]
+
+
+class PromotionRefused(Exception):
+    """The candidate does not beat the champion on the candidate's holdout (the message has the numbers)."""
+
+
+@dataclass
+class ModelVersionInfo:
+    """One registered version as ``nbo models list`` shows it."""
+
+    name: str
+    version: str
+    run_id: str
+    created: datetime
+    metric: float | None
+    is_champion: bool
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PromotionResult:
+    """What ``promote`` did and the numbers it compared."""
+
+    name: str
+    version: str
+    previous: str | None
+    promoted: bool
+    forced: bool
+    metric: str
+    candidate_score: float | None = None
+    champion_score: float | None = None
+    message: str = ""
+
+
+class AuditLog:
+    """Append-only JSON lines recording every change to models."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, action: str, **fields: object) -> dict[str, object]:
+        entry = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "user": _user(), "action": action, **fields}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+        return entry
+
+    def entries(self) -> list[dict[str, object]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class ModelRegistry:
+    """The MLflow tracking store and model registry of this project."""
+
+    def __init__(self, tracking_uri: str, artifacts_dir: str | Path, audit_path: str | Path) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifacts_dir = Path(artifacts_dir).resolve()
+        self.audit = AuditLog(Path(audit_path))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        return cls(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, settings.var_dir / "audit" / "models.jsonl")
+
+    @property
+    def client(self) -> Any:
+        return mlflow_client(self.tracking_uri)
+
+    # --- logging runs ---------------------------------------------------------------------------
+
+    def log_churn(self, result: ChurnTraining, data: LoadedTransactions, name: str = CHURN_MODEL) -> ModelVersionInfo:
+        """Log a churn run (params, metrics, plots, holdout, model) and register a new version."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from training.plots import churn_plots
+
+        metrics = result.metrics_json()
+        inputs = result.test.inputs[list(result.model.inputs)]
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            with self._run(name, f"churn cutoff={result.split.test} horizon={result.split.horizon_days}d") as run:
+                self._log_common(mlflow, data, CHURN_MODEL)
+                mlflow.log_params({
+                    "cutoff": result.split.test.isoformat(), "horizon_days": result.split.horizon_days,
+                    "train_as_of": result.split.train.isoformat(), "valid_as_of": result.split.valid.isoformat(),
+                    "validation": result.validation, "best_iteration": result.best_iteration,
+                    **{f"lgb.{k}": v for k, v in result.params.__dict__.items()},
+                })
+                mlflow.log_metrics(_flat_metrics(metrics) | result.times.as_metrics())
+                mlflow.log_dict(metrics, "metrics.json")
+                mlflow.log_artifacts(str(churn_plots(result, tmp / "plots")[0].parent), "plots")
+                holdout = result.test.features.assign(churned=result.test.label)
+                holdout.to_parquet(tmp / "churn_holdout.parquet")
+                mlflow.log_artifact(str(tmp / "churn_holdout.parquet"), "holdout")
+                result.model.save(tmp / "model")
+                example = inputs.dropna().head(3) if inputs.dropna().shape[0] else inputs.fillna(0).head(3)
+                info = mlflow.lightgbm.log_model(
+                    result.model.booster,
+                    name="model",
+                    signature=infer_signature(inputs, result.test_scores),
+                    input_example=example,
+                    registered_model_name=name,
+                    pip_requirements=_requirements("lightgbm", "numpy", "pandas"),
+                    extra_files=[str(tmp / "model" / METADATA_FILE)],
+                    metadata={"horizon_days": result.split.horizon_days, "cutoff": result.split.test.isoformat()},
+                )
+        return self._registered(name, info.registered_model_version, run.info.run_id, CHURN_MODEL,
+                                result.metrics["auc_roc"], data)
+
+    def log_recommender(
+        self, result: RecommenderTraining, data: LoadedTransactions, name: str = RECOMMENDER_MODEL
+    ) -> ModelVersionInfo:
+        """Log a recommender run (params, metrics, holdout, model) and register a new version."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        import recommender as recommender_package
+
+        metrics = result.metrics_json()
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            with self._run(name, f"recommender test_from={result.split.test_from} k={result.k}") as run:
+                self._log_common(mlflow, data, RECOMMENDER_MODEL)
+                mlflow.log_params({
+                    "test_from": result.split.test_from.isoformat(),
+                    "validation_from": result.split.validation_from.isoformat(),
+                    "k": result.k,
+                    **{f"als.{k}": v for k, v in result.als_params.as_dict().items()},
+                    "basket_weight": result.weights.basket,
+                    **{f"blend.{k}": round(v, 6) for k, v in result.weights.coefficients.items()},
+                })
+                mlflow.log_metrics(_flat_metrics(metrics) | result.times.as_metrics())
+                mlflow.log_dict(metrics, "metrics.json")
+                holdout = {"k": result.k, "test_from": result.split.test_from.isoformat(),
+                           "truth": {m: sorted(items) for m, items in result.truth.items()}}
+                mlflow.log_dict(holdout, "holdout/recommender_holdout.json")
+                saved = save_recommender(result.model, tmp / RECOMMENDER_ARTIFACT)
+                members = list(result.truth)[:2] or ["unknown"]
+                example = pd.DataFrame({"member_id": members, "basket": [""] * len(members), "k": [result.k] * len(members)})
+                output = pd.DataFrame({"skus": [" ".join(r.sku for r in result.model.recommend(m, (), result.k))
+                                                for m in example["member_id"]]})
+                with warnings.catch_warnings():
+                    # "k" is an integer column and never missing: MLflow's hint about NaN in ints does not apply.
+                    warnings.simplefilter("ignore", UserWarning)
+                    signature = infer_signature(example, output)
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(Path(__file__).with_name("recommender_pyfunc.py")),
+                    artifacts={RECOMMENDER_ARTIFACT: str(saved)},
+                    code_paths=[str(Path(recommender_package.__file__).parent)],
+                    signature=signature,
+                    input_example=example,
+                    registered_model_name=name,
+                    pip_requirements=_requirements("numpy", "scipy", "pandas", "implicit", "threadpoolctl"),
+                )
+        return self._registered(name, info.registered_model_version, run.info.run_id, RECOMMENDER_MODEL,
+                                result.reports["blend"].ndcg, data)
+
+    def _run(self, name: str, run_name: str) -> Any:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        client = self.client
+        experiment_name = f"nbo-{name}"
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+            experiment_id = client.create_experiment(experiment_name, artifact_location=self.artifacts_dir.as_uri())
+        else:
+            experiment_id = experiment.experiment_id
+        return mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+
+    def _log_common(self, mlflow: Any, data: LoadedTransactions, kind: str) -> None:
+        sha, dirty = code_version()
+        frame = data.frame
+        mlflow.set_tags({
+            "nbo.kind": kind,
+            "mlflow.source.git.commit": sha,
+            "code_version": sha + ("-dirty" if dirty else ""),
+            "data_fingerprint": data.fingerprint,
+        })
+        mlflow.log_params({
+            "data_source": data.source, "data_format": data.fmt, "data_fingerprint": data.fingerprint,
+            "data_lines": len(frame), "data_members": int(frame["member_id"].nunique()),
+            "data_first_ts": str(data.first_ts), "data_last_ts": str(data.last_ts),
+            "code_version": sha + ("-dirty" if dirty else ""),
+        })
+
+    def _registered(
+        self, name: str, version: str | int, run_id: str, kind: str, metric: float, data: LoadedTransactions
+    ) -> ModelVersionInfo:
+        client = self.client
+        version = str(version)
+        for key, value in {"nbo.kind": kind, "nbo.run_id": run_id, "data_fingerprint": data.fingerprint,
+                           f"metric.{PRIMARY_METRIC[kind]}": f"{metric:.6f}", "code_version": code_version()[0]}.items():
+            client.set_model_version_tag(name, version, key, value)
+        self.audit.write("register", model=name, version=version, run_id=run_id,
+                         metric={PRIMARY_METRIC[kind]: round(metric, 6)}, data_fingerprint=data.fingerprint)
+        if alias_version(client, name) is None:
+            self._move_champion(name, version, previous=None)
+            self.audit.write("promote", model=name, version=version, previous=None, forced=False,
+                             reason="first version of the model becomes champion")
+        return self.version_info(name, version)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def version_info(self, name: str, version: str) -> ModelVersionInfo:
+        client = self.client
+        mv = client.get_model_version(name, str(version))
+        kind = mv.tags.get("nbo.kind", name)
+        metric = mv.tags.get(f"metric.{PRIMARY_METRIC.get(kind, '')}")
+        return ModelVersionInfo(
+            name=name, version=str(mv.version), run_id=mv.run_id or "",
+            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
+            metric=float(metric) if metric else None,
+            is_champion=CHAMPION in (mv.aliases or []),
+            tags=dict(mv.tags),
+        )
+
+    def list_models(self) -> dict[str, list[ModelVersionInfo]]:
+        """Every registered model's versions, newest first."""
+        client = self.client
+        out = {}
+        for model in client.search_registered_models():
+            versions = client.search_model_versions(f"name='{model.name}'")
+            infos = [self.version_info(model.name, v.version) for v in versions]
+            out[model.name] = sorted(infos, key=lambda v: int(v.version), reverse=True)
+        return out
+
+    def champion(self, name: str) -> str | None:
+        return alias_version(self.client, name)
+
+    def champion_history(self, name: str) -> list[str]:
+        tags = self.client.get_registered_model(name).tags
+        return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+    # --- promotion ------------------------------------------------------------------------------
+
+    def holdout_score(self, name: str, candidate: str, model_version: str) -> float:
+        """``model_version``'s primary metric on ``candidate``'s holdout, computed now."""
+        import mlflow.artifacts
+
+        client = self.client
+        run_id = client.get_model_version(name, candidate).run_id
+        kind = client.get_model_version(name, candidate).tags.get("nbo.kind", name)
+        model = load_version(client, name, model_version)
+        with tempfile.TemporaryDirectory() as tmp:
+            if kind == CHURN_MODEL:
+                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="holdout/churn_holdout.parquet",
+                                                           dst_path=tmp, tracking_uri=self.tracking_uri)
+                holdout = pd.read_parquet(path)
+                scores = model.score_frame(input_frame(holdout[list(NUMERIC_FEATURES)]))
+                return churn_metrics(holdout["churned"].to_numpy(), scores)["auc_roc"]
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="holdout/recommender_holdout.json",
+                                                       dst_path=tmp, tracking_uri=self.tracking_uri)
+            holdout = json.loads(Path(path).read_text())
+        truth = {m: frozenset(items) for m, items in holdout["truth"].items()}
+        return evaluate_ranking(model, truth, int(holdout["k"])).ndcg
+
+    def promote(self, name: str, version: str | int, force: bool = False, reason: str = "") -> PromotionResult:
+        """Give ``version`` the champion alias if it beats the champion on its own holdout (or ``force``).
+
+        Raises ``PromotionRefused`` (and writes an audit line) when it does not.
+        """
+        version = str(version)
+        client = self.client
+        client.get_model_version(name, version)  # a clear MLflow error if it does not exist
+        kind = client.get_model_version(name, version).tags.get("nbo.kind", name)
+        metric = PRIMARY_METRIC.get(kind, "score")
+        previous = alias_version(client, name)
+        if previous == version:
+            return PromotionResult(name, version, previous, False, force, metric, message=f"version {version} is already champion")
+        result = PromotionResult(name, version, previous, True, force, metric)
+        if previous is not None:
+            result.candidate_score = self.holdout_score(name, version, version)
+            result.champion_score = self.holdout_score(name, version, previous)
+            better = result.candidate_score > result.champion_score
+            comparison = (f"{metric} on version {version}'s holdout: candidate {result.candidate_score:.4f}, "
+                          f"champion (version {previous}) {result.champion_score:.4f}")
+            if not better and not force:
+                self.audit.write("promotion_refused", model=name, version=version, champion=previous, metric=metric,
+                                 candidate_score=result.candidate_score, champion_score=result.champion_score,
+                                 reason=reason)
+                raise PromotionRefused(f"not promoted: {comparison}; use --force to override (audited)")
+            result.message = comparison + ("; forced" if not better else "")
+        else:
+            result.message = "no champion yet"
+        self._move_champion(name, version, previous)
+        tags = {"nbo.promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "nbo.promoted_over": previous or "", "nbo.promotion_forced": str(bool(force)).lower()}
+        if reason:
+            tags["nbo.promotion_reason"] = reason
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        run_id = client.get_model_version(name, version).run_id
+        if run_id and force:
+            client.set_tag(run_id, "nbo.promotion_forced", "true")
+        self.audit.write("promote", model=name, version=version, previous=previous, forced=bool(force), metric=metric,
+                         candidate_score=result.candidate_score, champion_score=result.champion_score, reason=reason)
+        return result
+
+    def rollback(self, name: str, reason: str = "") -> PromotionResult:
+        """Give the champion alias back to the version that held it before the current one."""
+        client = self.client
+        current = alias_version(client, name)
+        history = self.champion_history(name)
+        if current is not None and (not history or history[-1] != current):
+            history.append(current)  # the alias was moved outside this tool: start from where it is
+        if len(history) < 2:
+            raise ValueError(f"model {name!r} has no earlier champion to roll back to (champions so far: {history or 'none'})")
+        history.pop()
+        target = history[-1]
+        client.set_registered_model_alias(name, CHAMPION, target)
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        client.set_model_version_tag(name, target, "nbo.restored_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        self.audit.write("rollback", model=name, version=target, previous=current, reason=reason)
+        kind = client.get_model_version(name, target).tags.get("nbo.kind", name)
+        return PromotionResult(name, target, current, True, False, PRIMARY_METRIC.get(kind, "score"),
+                               message=f"champion {current} -> {target}")
+
+    def _move_champion(self, name: str, version: str, previous: str | None) -> None:
+        client = self.client
+        history = self.champion_history(name)
+        if previous is not None and (not history or history[-1] != previous):
+            history.append(previous)
+        history.append(version)
+        client.set_registered_model_alias(name, CHAMPION, version)
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+
+
+def code_version() -> tuple[str, bool]:
+    """The git commit of the code and whether tracked files differ from it ("unknown" outside git)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        return sha, dirty
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+def _requirements(*packages: str) -> list[str]:
+    out = []
+    for name in packages:
+        try:
+            out.append(f"{name}=={package_version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def _flat_metrics(document: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a metrics document as MLflow metric names (``baselines.rfm.auc_roc``)."""
+    out: dict[str, float] = {}
+    for key, value in document.items():
+        name = _METRIC_NAME.sub("_", f"{prefix}{key}")
+        if isinstance(value, dict):
+            out.update(_flat_metrics(value, name + "."))
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int | float | np.floating | np.integer) and np.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. /:]")  # what MLflow accepts in a metric name
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

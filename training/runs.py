@@ -1,0 +1,115 @@
+"""The data scientist's commands, end to end: load -> train -> evaluate -> log and register -> report.
+
+Each ``nbo train ...`` / ``nbo models ...`` command is one call to a function here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from training.steps import StepTimes
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+    from training.registry import ModelVersionInfo
+
+
+@dataclass
+class TrainingRun:
+    """What a training command reports: the metrics document, the registered version, the timings."""
+
+    kind: str
+    metrics: dict[str, object]
+    registered: ModelVersionInfo | None
+    times: StepTimes
+    notes: list[str]
+
+    def summary_rows(self) -> list[tuple[str, dict[str, object]]]:
+        """(model name, its metrics) rows: the model first, then its baselines."""
+        if self.kind == "churn":
+            rows = [("lightgbm", self.metrics)]
+            rows += [(name, values) for name, values in self.metrics["baselines"].items()]  # type: ignore[union-attr]
+            return rows
+        rows = [("blend", self.metrics)]
+        rows += [(name, values) for name, values in self.metrics["baselines"].items()]  # type: ignore[union-attr]
+        rows.append(("als", self.metrics["als"]))  # type: ignore[arg-type]
+        return rows
+
+
+def train_churn_command(
+    transactions: Path,
+    fmt: str,
+    cutoff: date,
+    horizon_days: int,
+    settings: Settings,
+    metrics_out: Path | None = None,
+    register: bool = True,
+) -> TrainingRun:
+    """``nbo train churn``: train, evaluate against baselines, log and register, write the metrics JSON."""
+    from engine.member_state import Programme
+    from training.churn import train_churn
+    from training.data import load_transactions
+
+    times = StepTimes()
+    with times.step("load"):
+        data = load_transactions(transactions, fmt)
+    result = train_churn(data.frame, cutoff, horizon_days, Programme.from_settings(settings))
+    times.seconds.update(result.times.seconds)
+    registered = None
+    if register:
+        from training.registry import ModelRegistry
+
+        with times.step("log_and_register"):
+            registered = ModelRegistry.from_settings(settings).log_churn(result, data)
+    metrics = result.metrics_json()
+    _attach_run(metrics, registered, times)
+    _write(metrics_out, metrics)
+    return TrainingRun("churn", metrics, registered, times, data.notes)
+
+
+def train_recommender_command(
+    transactions: Path,
+    fmt: str,
+    test_from: date,
+    k: int,
+    settings: Settings,
+    metrics_out: Path | None = None,
+    register: bool = True,
+) -> TrainingRun:
+    """``nbo train recommender``: train, evaluate against baselines, log and register, write the metrics JSON."""
+    from training.data import load_transactions
+    from training.recommendation import train_recommender
+
+    times = StepTimes()
+    with times.step("load"):
+        data = load_transactions(transactions, fmt)
+    result = train_recommender(data.frame, test_from, k)
+    times.seconds.update(result.times.seconds)
+    registered = None
+    if register:
+        from training.registry import ModelRegistry
+
+        with times.step("log_and_register"):
+            registered = ModelRegistry.from_settings(settings).log_recommender(result, data)
+    metrics = result.metrics_json()
+    _attach_run(metrics, registered, times)
+    _write(metrics_out, metrics)
+    return TrainingRun("recommender", metrics, registered, times, data.notes)
+
+
+def _attach_run(metrics: dict[str, object], registered: ModelVersionInfo | None, times: StepTimes) -> None:
+    metrics["seconds"] = {name: round(value, 3) for name, value in times.seconds.items()}
+    if registered is not None:
+        metrics["model"] = {"name": registered.name, "version": registered.version, "run_id": registered.run_id,
+                            "champion": registered.is_champion}
+
+
+def _write(path: Path | None, metrics: dict[str, object]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=False, default=str) + "\n")
