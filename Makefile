@@ -29,3 +29,8 @@ bench-ingest: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
+
+# Models vs baselines on the full real logs (../shared/data), training times and latencies.
+.PHONY: bench-models
+bench-models: install
+	$(BIN)/nbo bench models

@@ -7,8 +7,10 @@ alias, and only when the candidate beats the champion **on the candidate's holdo
 now by the same code (or with ``force``, which is recorded on the version, on its run and in the
 audit log). ``rollback`` gives the alias back to the previous champion.
 
-Audit lines (JSON, one per line) go to ``<var_dir>/audit/models.jsonl``: who, when, what, from
-which version to which, forced or not, and the numbers compared.
+Every change is an entry of the project's audit log (``engine.audit``: ``<var_dir>/audit/audit.jsonl``,
+and the ``nbo:audit`` stream when ``REDIS_URL`` is set): ``model.registered``, ``model.promoted``,
+``model.promotion_refused``, ``model.rolled_back``, with who, which versions, forced or not, and
+the numbers compared.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from engine.audit import AuditLog
 from recommender import evaluate_ranking, save_recommender
 from training.champions import (
     CHAMPION,
@@ -85,36 +88,28 @@ class PromotionResult:
     message: str = ""
 
 
-class AuditLog:
-    """Append-only JSON lines recording every change to models."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, action: str, **fields: object) -> dict[str, object]:
-        entry = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "user": _user(), "action": action, **fields}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
-        return entry
-
-    def entries(self) -> list[dict[str, object]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 class ModelRegistry:
     """The MLflow tracking store and model registry of this project."""
 
-    def __init__(self, tracking_uri: str, artifacts_dir: str | Path, audit_path: str | Path) -> None:
+    def __init__(self, tracking_uri: str, artifacts_dir: str | Path, audit: AuditLog, actor: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.artifacts_dir = Path(artifacts_dir).resolve()
-        self.audit = AuditLog(Path(audit_path))
+        self.audit = audit
+        self.actor = actor or f"cli:{_user()}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
-        return cls(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, settings.var_dir / "audit" / "models.jsonl")
+        """The configured store; audit entries go to the file, and to the stream when REDIS_URL is set."""
+        client = None
+        if settings.redis_url:  # never start an embedded Redis just to audit a training run
+            import redis
+
+            client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        return cls(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, AuditLog(client, settings.var_dir / "audit"))
+
+    def _audit(self, action: str, name: str, version: str | None, **details: object) -> None:
+        self.audit.record(action, actor=self.actor, subject=f"model:{name}/{version}", model=name, version=version,
+                          **details)
 
     @property
     def client(self) -> Any:
@@ -250,12 +245,12 @@ class ModelRegistry:
         for key, value in {"nbo.kind": kind, "nbo.run_id": run_id, "data_fingerprint": data.fingerprint,
                            f"metric.{PRIMARY_METRIC[kind]}": f"{metric:.6f}", "code_version": code_version()[0]}.items():
             client.set_model_version_tag(name, version, key, value)
-        self.audit.write("register", model=name, version=version, run_id=run_id,
-                         metric={PRIMARY_METRIC[kind]: round(metric, 6)}, data_fingerprint=data.fingerprint)
+        self._audit("model.registered", name, version, run_id=run_id, metric=PRIMARY_METRIC[kind],
+                    score=round(metric, 6), data_fingerprint=data.fingerprint)
         if alias_version(client, name) is None:
             self._move_champion(name, version, previous=None)
-            self.audit.write("promote", model=name, version=version, previous=None, forced=False,
-                             reason="first version of the model becomes champion")
+            self._audit("model.promoted", name, version, previous=None, forced=False,
+                        reason="the first version of a model becomes champion")
         return self.version_info(name, version)
 
     # --- reading --------------------------------------------------------------------------------
@@ -334,9 +329,8 @@ class ModelRegistry:
             comparison = (f"{metric} on version {version}'s holdout: candidate {result.candidate_score:.4f}, "
                           f"champion (version {previous}) {result.champion_score:.4f}")
             if not better and not force:
-                self.audit.write("promotion_refused", model=name, version=version, champion=previous, metric=metric,
-                                 candidate_score=result.candidate_score, champion_score=result.champion_score,
-                                 reason=reason)
+                self._audit("model.promotion_refused", name, version, champion=previous, metric=metric,
+                            candidate_score=result.candidate_score, champion_score=result.champion_score, reason=reason)
                 raise PromotionRefused(f"not promoted: {comparison}; use --force to override (audited)")
             result.message = comparison + ("; forced" if not better else "")
         else:
@@ -351,8 +345,8 @@ class ModelRegistry:
         run_id = client.get_model_version(name, version).run_id
         if run_id and force:
             client.set_tag(run_id, "nbo.promotion_forced", "true")
-        self.audit.write("promote", model=name, version=version, previous=previous, forced=bool(force), metric=metric,
-                         candidate_score=result.candidate_score, champion_score=result.champion_score, reason=reason)
+        self._audit("model.promoted", name, version, previous=previous, forced=bool(force), metric=metric,
+                    candidate_score=result.candidate_score, champion_score=result.champion_score, reason=reason)
         return result
 
     def rollback(self, name: str, reason: str = "") -> PromotionResult:
@@ -369,7 +363,7 @@ class ModelRegistry:
         client.set_registered_model_alias(name, CHAMPION, target)
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
         client.set_model_version_tag(name, target, "nbo.restored_at", datetime.now(UTC).isoformat(timespec="seconds"))
-        self.audit.write("rollback", model=name, version=target, previous=current, reason=reason)
+        self._audit("model.rolled_back", name, target, previous=current, reason=reason)
         kind = client.get_model_version(name, target).tags.get("nbo.kind", name)
         return PromotionResult(name, target, current, True, False, PRIMARY_METRIC.get(kind, "score"),
                                message=f"champion {current} -> {target}")

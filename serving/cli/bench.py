@@ -21,3 +21,16 @@ def bench_ingest(
 
     run_ingest_benchmark(events=events, members=members, batch=batch, reads=reads, console=Console(),
                          processes=processes)
+
+
+@app.command("models")
+def bench_models(
+    als_members: int = typer.Option(64_000, help="synthetic members for the ALS-at-scale fit (~1M interactions)"),
+) -> None:
+    """Churn and recommender vs their baselines on the full real logs, training times, one-request latencies."""
+    from pathlib import Path
+
+    from engine.settings import get_settings
+    from training.benchmark import run_model_benchmark
+
+    run_model_benchmark(Path(get_settings().data_dir), console=Console(), als_members=als_members)

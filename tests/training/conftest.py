@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from engine.audit import AuditLog
 from engine.member_state import Programme
 from engine.settings import Settings
 from engine.synthetic import SyntheticData
@@ -49,6 +52,13 @@ def mlflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def registry(mlflow_dir: Path, tmp_path: Path) -> ModelRegistry:
-    """The module's store, with an audit log of this test's own."""
-    return ModelRegistry(f"sqlite:///{mlflow_dir}/mlflow.db", mlflow_dir / "artifacts", tmp_path / "audit.jsonl")
+def registry(mlflow_dir: Path, tmp_path: Path) -> Iterator[ModelRegistry]:
+    """The module's store, with an audit log (file only) of this test's own."""
+    audit = AuditLog(None, tmp_path / "audit")
+    yield ModelRegistry(f"sqlite:///{mlflow_dir}/mlflow.db", mlflow_dir / "artifacts", audit, actor="test")
+    audit.close()
+
+
+def audit_entries(registry: ModelRegistry) -> list[dict]:
+    """The audit lines the registry wrote, oldest first."""
+    return [json.loads(line) for line in registry.audit.path.read_text(encoding="utf-8").splitlines() if line]

@@ -20,6 +20,8 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NBO_MLFLOW_ARTIFACTS_DIR", str(tmp_path / "mlruns" / "artifacts"))
     monkeypatch.setenv("NBO_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("NBO_PII_KEY", "test-secret")
+    for name in ("REDIS_URL", "NBO_REDIS_URL"):  # the audit stream must never reach a Redis the suite did not start
+        monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
@@ -44,7 +46,8 @@ def test_train_churn_writes_the_metrics_contract_and_registers(cli_env: Path, sh
     assert again.exit_code == 0 and "already champion" in again.output
     refused = runner.invoke(app, ["models", "rollback", "churn"])
     assert refused.exit_code == 1 and "no earlier champion" in refused.output
-    assert (cli_env / "var" / "audit" / "models.jsonl").exists()
+    actions = [json.loads(line)["action"] for line in (cli_env / "var" / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert actions == ["model.registered", "model.promoted"]
 
 
 def test_training_on_a_date_outside_the_data_says_why(cli_env: Path, shop):

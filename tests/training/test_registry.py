@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tests.training.conftest import audit_entries
 from training.champions import ChampionModels
 from training.churn import ChurnTraining, churn_metrics
 from training.churn_model import ChurnModel
@@ -45,7 +46,7 @@ def test_a_run_logs_params_metrics_fingerprint_code_version_and_model(registry: 
 
     info = get_model_info(f"models:/churn-logged/{version.version}")
     assert info.signature is not None and "recency_days" in info.signature.inputs.input_names()
-    assert [e["action"] for e in registry.audit.entries()] == ["register", "promote"]
+    assert [e["action"] for e in audit_entries(registry)] == ["model.registered", "model.promoted"]
 
 
 def test_promotion_refuses_a_worse_candidate(registry: ModelRegistry, churn_result, shop):
@@ -55,8 +56,8 @@ def test_promotion_refuses_a_worse_candidate(registry: ModelRegistry, churn_resu
     with pytest.raises(PromotionRefused, match="candidate .* champion"):
         registry.promote("churn-refuse", bad.version)
     assert registry.champion("churn-refuse") == good.version
-    refused = registry.audit.entries()[-1]
-    assert refused["action"] == "promotion_refused" and refused["candidate_score"] < refused["champion_score"]
+    refused = audit_entries(registry)[-1]
+    assert refused["action"] == "model.promotion_refused" and refused["candidate_score"] < refused["champion_score"]
 
 
 def test_forced_promotion_is_recorded_everywhere(registry: ModelRegistry, churn_result, shop):
@@ -68,8 +69,9 @@ def test_forced_promotion_is_recorded_everywhere(registry: ModelRegistry, churn_
     version = registry.client.get_model_version("churn-force", bad.version)
     assert version.tags["nbo.promotion_forced"] == "true"
     assert registry.client.get_run(version.run_id).data.tags["nbo.promotion_forced"] == "true"
-    line = registry.audit.entries()[-1]
-    assert line["action"] == "promote" and line["forced"] is True and line["reason"] == "testing the override"
+    line = audit_entries(registry)[-1]
+    assert line["action"] == "model.promoted" and line["forced"] is True and line["reason"] == "testing the override"
+    assert line["actor"] == "test" and line["subject"] == f"model:churn-force/{bad.version}"
 
 
 def test_rollback_restores_previous_champion(registry: ModelRegistry, churn_result, shop):
@@ -80,7 +82,7 @@ def test_rollback_restores_previous_champion(registry: ModelRegistry, churn_resu
     assert registry.champion("churn-rollback") == second.version
     registry.rollback("churn-rollback", reason="bad week")
     assert registry.champion("churn-rollback") == first.version
-    assert registry.audit.entries()[-1]["action"] == "rollback"
+    assert audit_entries(registry)[-1]["action"] == "model.rolled_back"
     with pytest.raises(ValueError, match="no earlier champion"):
         registry.rollback("churn-rollback")
 
