@@ -187,7 +187,7 @@ class ModelRegistry:
                 saved = save_recommender(result.model, tmp / RECOMMENDER_ARTIFACT)
                 members = list(result.truth)[:2] or ["unknown"]
                 example = pd.DataFrame({"member_id": members, "basket": [""] * len(members), "k": [result.k] * len(members)})
-                output = pd.DataFrame({"skus": [" ".join(r.sku for r in result.model.recommend(m, (), result.k))
+                output = pd.DataFrame({"skus": ["|".join(r.sku for r in result.model.recommend(m, (), result.k))
                                                 for m in example["member_id"]]})
                 with warnings.catch_warnings():
                     # "k" is an integer column and never missing: MLflow's hint about NaN in ints does not apply.

@@ -123,3 +123,12 @@ def test_a_saved_model_recommends_exactly_the_same(fitted: dict[str, Recommender
             assert loaded.recommend(member, basket, 10) == blend.recommend(member, basket, 10)
     live = MemberQuery(items={"85123A": 1.0, "22423": 2.0})
     assert [r.sku for r in loaded.recommend(live, (), 10)] == [r.sku for r in blend.recommend(live, (), 10)]
+
+
+def test_recommender_imports_neither_training_nor_serving():
+    import subprocess
+    import sys
+
+    code = "import sys, recommender; print(sorted({m.split('.')[0] for m in sys.modules} & {'training', 'serving', 'mlflow'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -116,6 +116,15 @@ def test_a_registered_recommender_is_served(registry: ModelRegistry, recommender
     assert models.recommend(member, (), 5) == recommender_result.model.recommend(member, (), 5)
     # The same version must not beat itself.
     assert registry.promote("recommender-served", version.version).promoted is False
+    # MLflow's own tools can use it too (pyfunc, with its signature); the basket is "|"-joined.
+    import mlflow.pyfunc
+    import pandas as pd
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/recommender-served/{version.version}")
+    basket = [r.sku for r in models.recommend(member, (), 2)]
+    answer = pyfunc.predict(pd.DataFrame({"member_id": [member], "basket": ["|".join(basket)], "k": [5]}))
+    expected = [r.sku for r in models.recommend(member, basket, 5)]
+    assert answer["skus"].iloc[0].split("|") == expected and not set(expected) & set(basket)
 
 
 def test_loading_the_serving_loader_does_not_import_mlflow():
