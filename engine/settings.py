@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     pii_key: str | None = Field(None, description="secret for hashing phone numbers; generated under var_dir if unset")
     event_dedup_days: int = Field(35, ge=1, description="how long an event_id is remembered for exactly-once")
     stream_consumer: bool = Field(True, description="consume the events Redis Stream inside `nbo serve`")
+    model_reload_seconds: float = Field(60, gt=0, description="how often serving asks the registry for new champions")
 
     tiers: TierThresholds = Field(default_factory=TierThresholds)
     growth: GrowthRules = Field(default_factory=GrowthRules)

@@ -16,7 +16,9 @@ from prometheus_client import Counter, Histogram
 from engine.member_state import utc_now
 from engine.settings import Settings, get_settings
 from serving.routes import coupons, events, health, members
+from serving.routes import models as model_routes
 from serving.services import Services
+from training.champions import ChampionModels
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,14 @@ def create_app(
     redis_client: redis.Redis | None = None,
     clock: Callable[[], datetime] = utc_now,
     background: bool = True,
+    models: ChampionModels | None = None,
 ) -> FastAPI:
-    """Build the app; Redis and the clock can be handed in (tests, benchmarks)."""
+    """Build the app; Redis, the clock and the models can be handed in (tests, benchmarks)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        services = Services.build(settings, redis_client, clock)
+        services = Services.build(settings, redis_client, clock, models)
         app.state.services = services
         if background:
             services.start_background()
@@ -51,7 +54,7 @@ def create_app(
         description="Checkout next-best-offer, member features and events for loyalty programmes.",
         lifespan=lifespan,
     )
-    for router in (events.router, members.router, coupons.router, health.router):
+    for router in (events.router, members.router, coupons.router, model_routes.router, health.router):
         app.include_router(router)
 
     @app.exception_handler(Exception)

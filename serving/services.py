@@ -19,6 +19,7 @@ from engine.member_state import Programme, utc_now
 from engine.redis_server import connect
 from engine.settings import Settings
 from serving.auth import ApiKeys
+from training.champions import ChampionModels
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,19 @@ class Services:
     clock: Callable[[], datetime]
     audit: AuditLog
     coupons: CouponLedger
+    models: ChampionModels
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
     def build(
-        cls, settings: Settings, client: redis.Redis | None = None, clock: Callable[[], datetime] = utc_now
+        cls,
+        settings: Settings,
+        client: redis.Redis | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        models: ChampionModels | None = None,
     ) -> Services:
+        """Connect and load everything; ``models`` defaults to the registry's champions."""
         programme = Programme.from_settings(settings)
         client = client or connect(settings)
         audit = AuditLog(client, settings.var_dir / "audit", clock=clock)
@@ -47,16 +54,28 @@ class Services:
         return cls(
             settings=settings, programme=programme, redis=client, store=store, keys=ApiKeys(client), clock=clock,
             audit=audit, coupons=CouponLedger(client, audit, clock=clock, store=store),
+            models=models if models is not None else ChampionModels.from_settings(settings).load(),
         )
 
     def start_background(self) -> None:
-        """Start the events stream consumer (if enabled) on its own thread."""
-        if not self.settings.stream_consumer:
-            return
-        consumer = EventStreamConsumer(self.store, consumer=f"serve-{os.getpid()}")
-        thread = threading.Thread(target=consumer.run, args=(self._stop,), name="events-stream", daemon=True)
+        """Start the events stream consumer (if enabled) and the model reloader, each on its own thread."""
+        if self.settings.stream_consumer:
+            consumer = EventStreamConsumer(self.store, consumer=f"serve-{os.getpid()}")
+            self._start("events-stream", consumer.run)
+        self._start("model-reload", self._reload_models)
+
+    def _start(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _reload_models(self, stop: threading.Event) -> None:
+        """Swap in a newly promoted champion without a restart (the registry is asked once a minute)."""
+        while not stop.wait(self.settings.model_reload_seconds):
+            try:
+                self.models.reload_if_changed()
+            except Exception:  # a registry hiccup must not stop the reloader; the models in use stay
+                log.exception("model reload failed; keeping the models in use")
 
     def close(self) -> None:
         self._stop.set()

@@ -13,11 +13,13 @@ from engine.settings import Settings
 from serving.app import create_app
 from serving.auth import ApiKeys
 from tests.conftest import NOW
+from training.champions import ChampionModels
 
 
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
-    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False)
+    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False,
+                     models=ChampionModels.from_models())
     with TestClient(app) as test_client:
         yield test_client
 
@@ -111,7 +113,8 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
 
 def test_redis_away_gives_503_not_a_crash(settings: Settings) -> None:
     dead = redis.Redis(port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2, decode_responses=True)
-    app = create_app(settings, redis_client=dead, clock=lambda: NOW, background=False)
+    app = create_app(settings, redis_client=dead, clock=lambda: NOW, background=False,
+                     models=ChampionModels.from_models())
     with TestClient(app) as client:
         ready = client.get("/readyz")
         events = client.post("/v1/events", json=[register("A")], headers=bearer("nbo_anything"))
@@ -157,3 +160,10 @@ def test_log_records_become_json_lines_with_their_fields() -> None:
                                     "route": "/v1/events", "status": 503})
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "request failed" and entry["route"] == "/v1/events" and entry["level"] == "error"
+
+
+def test_models_in_use_are_listed_for_data_scientists_only(client: TestClient, keys: ApiKeys) -> None:
+    response = client.get("/v1/models", headers=bearer(keys.create("data-scientist")))
+    assert response.status_code == 200
+    assert response.json() == {"in_use": {"churn": None, "recommender": None}}
+    assert client.get("/v1/models", headers=bearer(keys.create("pos"))).status_code == 403

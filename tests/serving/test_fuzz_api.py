@@ -18,6 +18,7 @@ from serving.app import create_app
 from serving.auth import ApiKeys
 from serving.services import Services
 from tests.conftest import NOW
+from training.champions import ChampionModels
 
 
 def _operations() -> list:
@@ -32,8 +33,9 @@ OPERATIONS = _operations()
 @pytest.fixture
 def api(settings: Settings, redis_client: redis.Redis):
     """The app with its services built directly (schemathesis does not run the lifespan)."""
-    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False)
-    app.state.services = Services.build(settings, redis_client, clock=lambda: NOW)
+    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False,
+                     models=ChampionModels.from_models())
+    app.state.services = Services.build(settings, redis_client, clock=lambda: NOW, models=ChampionModels.from_models())
     key = ApiKeys(redis_client).create("admin")
     app.state.services.store.ingest([
         {"event_id": "r", "type": "register", "member_id": "A", "ts": "2026-01-05T10:00:00", "store_id": "S001"},
