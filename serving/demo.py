@@ -1,8 +1,11 @@
-"""The demo that ``make run`` starts with: synthetic members and history, and a dev API key."""
+"""The demo that ``make run`` starts with: synthetic members and history, trained models, a dev key."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
 
 from engine.feature_store import FeatureStore
 from engine.ingestion import backfill
@@ -14,6 +17,7 @@ from serving.auth import ApiKeys
 DEMO_MEMBERS = 2000
 DEMO_DAYS = 180
 DEMO_SEED = 7
+DEMO_HORIZON_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -22,22 +26,48 @@ class DemoInfo:
     member_id: str
 
 
-def prepare_demo(settings: Settings) -> DemoInfo:
-    """Load demo data into an empty store and return a dev key (kept in var/dev-key) and a member."""
+def prepare_demo(settings: Settings, say: Callable[[str], None] = print) -> DemoInfo:
+    """Demo members and history in an empty store, both models trained if none is registered,
+    and a dev key (kept in var/dev-key). Each step is skipped when already done."""
     client = connect(settings)
     store = FeatureStore(client, Programme.from_settings(settings))
+    transactions = settings.var_dir / "data" / "demo" / "transactions.parquet"
     member_id = next(store.member_ids(), None)
-    if member_id is None:
-        from datetime import date, timedelta
-
-        from engine.synthetic import generate
-
-        # History up to yesterday, so "now" in the demo looks like a live programme.
-        start = date.today() - timedelta(days=DEMO_DAYS)
-        data = generate(members=DEMO_MEMBERS, days=DEMO_DAYS, seed=DEMO_SEED, start=start)
-        backfill(store, data.transactions, data.members)
-        member_id = str(data.transactions["member_id"].iloc[-1])
+    if member_id is None or not transactions.exists():
+        data = _demo_data(transactions)
+        if member_id is None:
+            say(f"loading demo data: {DEMO_MEMBERS:,} members, {DEMO_DAYS} days of purchases ...")
+            backfill(store, data.transactions, data.members)
+            member_id = str(data.transactions["member_id"].iloc[-1])
+    _train_missing_models(settings, transactions, say)
     return DemoInfo(key=_dev_key(settings, ApiKeys(client)), member_id=member_id)
+
+
+def _demo_data(path: Path):
+    """The demo's synthetic history, ending yesterday so the demo looks like a live programme."""
+    from engine.synthetic import generate
+    from engine.transactions import write_transactions
+
+    start = date.today() - timedelta(days=DEMO_DAYS)
+    data = generate(members=DEMO_MEMBERS, days=DEMO_DAYS, seed=DEMO_SEED, start=start)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_transactions(data.transactions, path)
+    return data
+
+
+def _train_missing_models(settings: Settings, transactions: Path, say: Callable[[str], None]) -> None:
+    """Train each model that has no champion yet (its first version becomes the champion)."""
+    from training.champions import ChampionModels
+    from training.runs import train_churn_command, train_recommender_command
+
+    versions = ChampionModels.from_settings(settings).champion_versions()
+    last_month = date.today() - timedelta(days=DEMO_HORIZON_DAYS)
+    if versions["churn"] is None:
+        say("training the churn model on the demo history ...")
+        train_churn_command(transactions, "canonical", last_month, DEMO_HORIZON_DAYS, settings)
+    if versions["recommender"] is None:
+        say("training the recommender on the demo history ...")
+        train_recommender_command(transactions, "canonical", last_month, 10, settings)
 
 
 def _dev_key(settings: Settings, keys: ApiKeys) -> str:

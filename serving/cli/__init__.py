@@ -43,7 +43,7 @@ def serve(
     if demo:
         from serving.demo import prepare_demo
 
-        info = prepare_demo(current)
+        info = prepare_demo(current, say=lambda text: typer.echo(text, err=True))
         console.print(f"\n[bold]Next-best-offer service[/bold] on http://{host}:{port}  (API docs: /docs)")
         console.print(f"dev key (admin): {info.key}")
         # Plain output (not rich, which wraps lines) so the command can be copied as it is.
