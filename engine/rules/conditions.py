@@ -41,7 +41,10 @@ class ConditionError(ValueError):
 
 def suggest(name: str, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest known name, or nothing."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not close:  # 'saturday' for 'sat': an abbreviation is a prefix
+        close = sorted((k for k in known if len(k) >= 3 and name.lower().startswith(k.lower())), key=len)[-1:]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -156,6 +159,8 @@ class _Parser:
         return token
 
     def _expect(self, text: str) -> None:
+        if self._peek() is None:
+            raise ConditionError(f"{self.text!r} ends too early: expected {text!r}")
         token = self._take()
         if token.text.lower() != text:
             raise ConditionError(f"expected {text!r} but found {token.text!r} in {self.text!r}")

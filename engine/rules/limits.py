@@ -38,7 +38,7 @@ _MASK64 = (1 << 64) - 1
 
 # KEYS[1] the member's reservations for one rule (sorted set, score = time in ms).
 # ARGV: token, now (ms), window (ms, 0 = for ever), most reservations in the window.
-_MEMBER_CAP_LUA = """
+_MEMBER_CAP_LUA = r"""
 local now = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 if window > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - window)) end
@@ -52,14 +52,14 @@ return 1
 # ARGV: token, now (ms), deadline (ms), coupons, amount (fen), n, then n times:
 #       coupons field, amount field, coupon limit (-1: none), amount limit in fen (-1: none).
 # Returns {1} taken, or {0, 'coupons'|'amount', i} for the first budget i that refuses.
-_BUDGET_LUA = """
+_BUDGET_LUA = r"""
 local function give_back(record)
   local fields = {}
-  for part in string.gmatch(record, '[^|]+') do fields[#fields + 1] = part end
+  for part in string.gmatch(record, '[^\n]+') do fields[#fields + 1] = part end
   local coupons, amount = tonumber(fields[1]), tonumber(fields[2])
   for i = 3, #fields, 2 do
-    redis.call('HINCRBY', KEYS[1], fields[i], -coupons)
-    redis.call('HINCRBY', KEYS[1], fields[i + 1], -amount)
+    redis.call('HINCRBY', KEYS[1], fields[i], 0 - coupons)  -- not -x: Lua's -0 reaches Redis as '-0', which HINCRBY refuses
+    redis.call('HINCRBY', KEYS[1], fields[i + 1], 0 - amount)
   end
 end
 local now = tonumber(ARGV[2])
@@ -82,12 +82,12 @@ for i = 0, n - 1 do
     return {0, 'amount', i + 1}
   end
 end
-local record = coupons .. '|' .. amount
+local record = coupons .. '\n' .. amount
 for i = 0, n - 1 do
   local base = 7 + 4 * i
   redis.call('HINCRBY', KEYS[1], ARGV[base], coupons)
   redis.call('HINCRBY', KEYS[1], ARGV[base + 1], amount)
-  record = record .. '|' .. ARGV[base] .. '|' .. ARGV[base + 1]
+  record = record .. '\n' .. ARGV[base] .. '\n' .. ARGV[base + 1]
 end
 redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], record)
@@ -96,17 +96,17 @@ return {1}
 
 # KEYS: used, holds, records. ARGV: token, 'commit' | 'release'.
 # Returns 1 if the hold was still there (committed or given back), 0 if it had expired or is unknown.
-_SETTLE_LUA = """
+_SETTLE_LUA = r"""
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
 local record = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 if ARGV[2] == 'release' and record then
   local fields = {}
-  for part in string.gmatch(record, '[^|]+') do fields[#fields + 1] = part end
+  for part in string.gmatch(record, '[^\n]+') do fields[#fields + 1] = part end
   local coupons, amount = tonumber(fields[1]), tonumber(fields[2])
   for i = 3, #fields, 2 do
-    redis.call('HINCRBY', KEYS[1], fields[i], -coupons)
-    redis.call('HINCRBY', KEYS[1], fields[i + 1], -amount)
+    redis.call('HINCRBY', KEYS[1], fields[i], 0 - coupons)  -- not -x: Lua's -0 reaches Redis as '-0', which HINCRBY refuses
+    redis.call('HINCRBY', KEYS[1], fields[i + 1], 0 - amount)
   end
 end
 return 1

@@ -460,12 +460,11 @@ class _RuleChecker:
             # Conditions and templates are checked too, so one run reports every problem of the rule.
             found += self._condition_problems(raw, problem)
             found += self._template_problems(raw, problem)
+            if not any(err["loc"][:1] == ("trigger",) for err in exc.errors()):
+                found += _trigger_problems(raw.get("trigger"), problem)
             return found, None
 
-        found: list[Problem] = []
-        if rule.trigger not in TRIGGERS:
-            found.append(problem(("trigger",), f"unknown trigger {rule.trigger!r}{suggest(rule.trigger, TRIGGERS)}; "
-                                               f"triggers are {', '.join(TRIGGERS)}"))
+        found: list[Problem] = _trigger_problems(rule.trigger, problem)
         trigger = rule.trigger if rule.trigger in TRIGGERS else None
         parts, combine = self._parts(rule, trigger, problem, found)
         implicit = self._implicit(rule, trigger, problem, found)
@@ -670,6 +669,13 @@ class _RuleChecker:
             if example.coupon is not None and example.coupon not in self.templates:
                 found.append(problem(("examples", index, "coupon"),
                                      f"example {index + 1}: unknown coupon template {example.coupon!r}"))
+
+
+def _trigger_problems(trigger: object, problem) -> list[Problem]:
+    if not isinstance(trigger, str) or trigger in TRIGGERS:
+        return []
+    return [problem(("trigger",), f"unknown trigger {trigger!r}{suggest(trigger, TRIGGERS)}; "
+                                  f"triggers are {', '.join(TRIGGERS)}")]
 
 
 class _Reported(Exception):

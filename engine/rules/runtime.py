@@ -241,12 +241,14 @@ class RuleRuntime:
         self._live: _LiveRules | None = None
         self._last: LoadedRules | None = None
         self._reload_lock = threading.Lock()
+        self.files_seen: tuple = ()
 
     # --- loading -------------------------------------------------------------------------------
 
     def reload(self, actor: str = "system") -> ReloadReport:
         """Load, validate and compile ``rules_dir``; switch to it atomically if it is valid, else keep the last good."""
         with self._reload_lock:
+            self.files_seen = _fingerprint(self.rules_dir)  # before reading: a later edit triggers another reload
             loaded = load_rules(self.rules_dir, self.points_per_yuan)
             self._last = loaded
             live = self._live
@@ -452,13 +454,10 @@ def _encode(fact: Mapping[str, object], names: frozenset[str]) -> dict[str, str]
 
 def watch_rules(runtime: RuleRuntime, stop: threading.Event, interval: float = 1.0,
                 on_reload: Callable[[ReloadReport], None] | None = None) -> None:
-    """Poll the rules directory's files every ``interval`` seconds and reload when one changes (run on a thread)."""
-    seen = _fingerprint(runtime.rules_dir)
+    """Poll the rules directory's files every ``interval`` seconds; reload when they differ from the last load."""
     while not stop.wait(interval):
-        current = _fingerprint(runtime.rules_dir)
-        if current == seen:
+        if _fingerprint(runtime.rules_dir) == runtime.files_seen:
             continue
-        seen = current
         try:
             report = runtime.reload(actor="file-watcher")
         except Exception:  # pragma: no cover - a reload never raises for bad files; keep watching anyway
