@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,10 @@ from engine.feature_store import FeatureStore
 from engine.member_state import Programme
 from engine.redis_server import RedisServer, start_redis_server
 from engine.settings import Settings
+from engine.synthetic import SyntheticData
+from recommender import ALSParams
+from training.churn import ChurnTraining, train_churn
+from training.recommendation import RecommenderTraining, train_recommender
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -49,6 +53,37 @@ def programme(settings: Settings) -> Programme:
 @pytest.fixture
 def store(redis_client: redis.Redis, programme: Programme) -> FeatureStore:
     return FeatureStore(redis_client, programme, clock=lambda: NOW)
+
+
+# --- a small synthetic shop and models trained on it, shared by training and serving tests ---
+
+SHOP_CUTOFF = date(2026, 1, 20)  # the synthetic shop runs 2025-10-01 .. 2026-02-27
+SHOP_HORIZON = 30
+SHOP_TEST_FROM = date(2026, 2, 1)
+
+
+@pytest.fixture(scope="session")
+def shop() -> SyntheticData:
+    from tests.recommender.datasets import synthetic_shop  # it uses shared_data from this module
+
+    return synthetic_shop()
+
+
+@pytest.fixture(scope="session")
+def shop_programme() -> Programme:
+    return Programme.from_settings(Settings(_env_file=None, redis_url=None, pii_key="test-secret"))
+
+
+@pytest.fixture(scope="session")
+def churn_result(shop: SyntheticData, shop_programme: Programme) -> ChurnTraining:
+    return train_churn(shop.transactions, SHOP_CUTOFF, SHOP_HORIZON, shop_programme, members=shop.members)
+
+
+@pytest.fixture(scope="session")
+def recommender_result(shop: SyntheticData) -> RecommenderTraining:
+    return train_recommender(shop.transactions, SHOP_TEST_FROM, k=10, grid=((16, 1.0),),
+                             base_params=ALSParams(iterations=8))
+
 
 
 def shared_data(name: str) -> Path:
