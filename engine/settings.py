@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     )
     var_dir: Path = Field(Path("var"), description="runtime data: embedded Redis, secrets, imported data")
     rules_dir: Path = Path("rules")
+    catalogue_path: Path | None = Field(None, description="sku,category file; default var_dir/catalogue.parquet")
     mlflow_tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     mlflow_artifacts_dir: Path = Path("mlruns/artifacts")
     data_dir: Path = Field(Path("../shared/data"), description="the shared real transaction logs")

@@ -15,8 +15,9 @@ from prometheus_client import Counter, Histogram
 
 from engine.member_state import utc_now
 from engine.settings import Settings, get_settings
-from serving.routes import coupons, events, health, members
+from serving.routes import coupons, events, health, members, offers
 from serving.routes import models as model_routes
+from serving.routes import rules as rule_routes
 from serving.services import Services
 from training.champions import ChampionModels
 
@@ -86,8 +87,9 @@ def create_app(
         description="Checkout next-best-offer, member features and events for loyalty programmes.",
         lifespan=lifespan,
     )
-    for router in (events.router, members.router, coupons.router, model_routes.router, health.router):
+    for router in (offers.router, events.router, members.router, coupons.router, model_routes.router, health.router):
         app.include_router(router)
+    app.include_router(rule_routes.router)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -52,6 +52,8 @@ def _demo_data(path: Path):
     data = generate(members=DEMO_MEMBERS, days=DEMO_DAYS, seed=DEMO_SEED, start=start)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_transactions(data.transactions, path)
+    # Serving reads sku -> category from here (basket categories for the rules).
+    data.catalogue[["sku", "category"]].to_parquet(path.parents[2] / "catalogue.parquet", index=False)
     return data
 
 

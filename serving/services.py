@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import redis
 
@@ -17,9 +18,20 @@ from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
 from engine.member_state import Programme, utc_now
 from engine.redis_server import connect
+from engine.rules import RuleLimits, RuleRuntime, start_watching
 from engine.settings import Settings
 from serving.auth import ApiKeys
 from training.champions import ChampionModels
+
+
+def load_catalogue(path: Path) -> dict[str, str]:
+    """sku -> category from a catalogue file (Parquet or CSV with ``sku`` and ``category``), if there is one."""
+    if not path.exists():
+        return {}
+    import pandas as pd
+
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return dict(zip(frame["sku"].astype(str), frame["category"].astype(str), strict=True))
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +47,10 @@ class Services:
     audit: AuditLog
     coupons: CouponLedger
     models: ChampionModels
+    rules: RuleRuntime
+    limits: RuleLimits
+    catalogue: dict[str, str]
+    """sku -> category, for basket lines (rules test categories) and category recommendations."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -51,10 +67,17 @@ class Services:
         client = client or connect(settings)
         audit = AuditLog(client, settings.var_dir / "audit", clock=clock)
         store = FeatureStore(client, programme, clock=clock)
+        catalogue = load_catalogue(settings.catalogue_path or settings.var_dir / "catalogue.parquet")
+        rules = RuleRuntime(settings.rules_dir, programme.tz, settings.points.points_per_yuan_redeemed,
+                            catalogue=catalogue, audit=audit)
+        report = rules.reload()
+        if not report.ok:
+            log.error("rules did not load", extra={"problems": [str(p) for p in report.errors][:20]})
         return cls(
             settings=settings, programme=programme, redis=client, store=store, keys=ApiKeys(client), clock=clock,
             audit=audit, coupons=CouponLedger(client, audit, clock=clock, store=store),
             models=models if models is not None else ChampionModels.from_settings(settings).load(),
+            rules=rules, limits=RuleLimits(client, programme.tz), catalogue=catalogue,
         )
 
     def start_background(self) -> None:
@@ -63,6 +86,7 @@ class Services:
             consumer = EventStreamConsumer(self.store, consumer=f"serve-{os.getpid()}")
             self._start("events-stream", consumer.run)
         self._start("model-reload", self._reload_models)
+        self._threads.append(start_watching(self.rules, self._stop))
 
     def _start(self, name: str, target: Callable[[threading.Event], None]) -> None:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)

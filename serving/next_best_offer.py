@@ -1,0 +1,233 @@
+"""The checkout decision: features, models, rules, arbitration, limits and coupons for one request.
+
+    features (1 Redis round trip) -> churn score -> recommendations -> checkout rules
+      -> arbitration (consent, exclusivity, score) -> holdouts, caps and budgets (atomic, Redis)
+      -> coupons issued once per (request, rule) -> the answer, remembered per request_id
+
+If Redis is away the answer is still made, within budget: ``degraded``, popular items of the
+store, no coupons (nothing can be reserved or recorded). A missing model degrades the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+from prometheus_client import Counter
+
+from engine.arbitration import Candidate, Ranked, arbitrate
+from engine.features import member_features
+from engine.member_state import MemberState
+from engine.rules import BasketLine, RequestContext, action_body, action_kind
+from serving.auth import ApiKey
+from serving.schemas import ChurnOut, CouponOut, OfferOut, OfferRequest, OfferResponse, RecommendationOut
+from training.champions import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+OFFERS_MADE = Counter("nbo_offers_total", "offers made at checkout, by rule and kind", ["rule", "kind"])
+DEGRADED = Counter("nbo_degraded_answers_total", "answers made without the feature store or a model", ["why"])
+ANSWER_TTL_SECONDS = 86_400
+RECOMMENDATIONS = 5
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+class OutOfScope(Exception):
+    """The key may not ask for this member or store."""
+
+
+def answer_key(member_id: str, request_id: str) -> str:
+    """Where the answer to a request is kept, so a retry gets the same answer (member's slot)."""
+    return f"m:{{{member_id}}}:nbo:{request_id}"
+
+
+@dataclass
+class _Member:
+    state: MemberState | None
+    features: dict
+    degraded: list[str]
+
+
+class NextBestOffer:
+    """Answers ``POST /v1/next-best-offer``; owns no state, only the services it is handed."""
+
+    def __init__(self, services) -> None:
+        self.services = services
+
+    def answer(self, request: OfferRequest, key: ApiKey) -> OfferResponse:
+        """The answer for this checkout; the same ``request_id`` returns the same answer."""
+        services = self.services
+        if key.scope is not None and key.scope.startswith("store:") and not key.covers(None, request.store_id):
+            raise OutOfScope(f"this key is for {key.scope}; the request is for store {request.store_id}")
+        remembered = self._remembered(request)
+        if remembered is not None:
+            return remembered
+        now = request.ts or services.clock()
+        member = self._member(request, now)
+        if key.scope is not None and key.scope.startswith("region:") and member.state is not None:
+            if not key.covers(member.features.get("region"), None):
+                raise OutOfScope(f"member {request.member_id!r} is outside this key's scope {key.scope}")
+        churn = self._churn(member)
+        recommendations = self._recommendations(request, member)
+        offers, holdout, notes = ([], [], ["no offers: the feature store is unavailable"]) if "redis" in member.degraded \
+            else self._offers(request, member, churn, now, key)
+        response = OfferResponse(
+            request_id=request.request_id, member_id=request.member_id, offers=offers,
+            recommendations=recommendations, churn=churn, model_versions=services.models.versions,
+            degraded=bool(member.degraded), holdout=holdout, notes=notes,
+        )
+        if "redis" not in member.degraded:
+            self._remember(request, response)
+        return response
+
+    # --- the steps ---------------------------------------------------------------------------
+
+    def _remembered(self, request: OfferRequest) -> OfferResponse | None:
+        try:
+            raw = self.services.redis.get(answer_key(request.member_id, request.request_id))
+        except REDIS_DOWN:
+            return None
+        return OfferResponse.model_validate_json(raw) if raw else None
+
+    def _remember(self, request: OfferRequest, response: OfferResponse) -> None:
+        try:
+            self.services.redis.set(answer_key(request.member_id, request.request_id), response.model_dump_json(),
+                                    ex=ANSWER_TTL_SECONDS)
+        except REDIS_DOWN:
+            log.warning("could not remember an answer", extra={"request_id": request.request_id})
+
+    def _member(self, request: OfferRequest, now) -> _Member:
+        services = self.services
+        try:
+            state = services.store.read_state(request.member_id)
+        except REDIS_DOWN:
+            DEGRADED.labels("redis").inc()
+            return _Member(None, member_features(None, now, services.programme), ["redis"])
+        return _Member(state, member_features(state, now, services.programme), [])
+
+    def _churn(self, member: _Member) -> ChurnOut:
+        version = self.services.models.versions.get("churn")
+        if member.state is None:
+            return ChurnOut(probability=None, model_version=version)
+        try:
+            return ChurnOut(probability=round(self.services.models.score_churn(member.features), 4), model_version=version)
+        except ModelUnavailable:
+            DEGRADED.labels("churn_model").inc()
+            member.degraded.append("churn_model")
+            return ChurnOut(probability=member.features.get("churn_probability"), model_version=None)
+
+    def _recommendations(self, request: OfferRequest, member: _Member) -> list[RecommendationOut]:
+        basket = [line.sku for line in request.basket]
+        who = member.state if member.state is not None else request.member_id
+        try:
+            found = self.services.models.recommend(who, basket, RECOMMENDATIONS)
+        except ModelUnavailable:
+            DEGRADED.labels("recommender").inc()
+            member.degraded.append("recommender")
+            return []
+        return [RecommendationOut(sku=r.sku, score=round(float(r.score), 4), reason=r.reason) for r in found]
+
+    def _offers(self, request: OfferRequest, member: _Member, churn: ChurnOut, now, key: ApiKey):
+        """Rules -> arbitration -> holdouts and limits -> coupons; returns (offers, holdout, notes)."""
+        services = self.services
+        features = dict(member.features)
+        if churn.probability is not None:
+            features["churn_probability"] = churn.probability
+        candidates, holdout = self._candidates(request, member, features, now)
+        ranked, dropped = arbitrate(candidates, features, request.basket_total, request.channel,
+                                    services.settings.arbitration)
+        notes = [f"{d.candidate.rule_id}: {d.why}" for d in dropped]
+        kept, refused, reservations = self._reserve_all(ranked, request, now)
+        notes += refused
+        offers = [self._make(offer, request, key) for offer in kept]
+        for reservation in reservations.values():
+            if reservation.granted:
+                services.limits.commit(reservation)
+        return offers, holdout, notes
+
+    def _make(self, offer: Ranked, request: OfferRequest, key: ApiKey) -> OfferOut:
+        candidate = offer.candidate
+        coupon = None
+        if candidate.coupon is not None:
+            issued = self.services.coupons.issue(
+                request.member_id, candidate.coupon, candidate.rule_id, request.channel,
+                issuance=f"nbo:{request.request_id}:{candidate.rule_id}", actor=f"key:{key.key_id}")
+            coupon = CouponOut(code=issued.code, template=issued.terms.template, kind=issued.terms.kind,
+                               value=issued.terms.value, min_spend=issued.terms.min_spend, expires_at=issued.expires_at)
+        OFFERS_MADE.labels(candidate.rule_id, candidate.kind).inc()
+        return OfferOut(
+            offer_id=f"{request.request_id}:{candidate.rule_id}:{candidate.kind}", rule_id=candidate.rule_id,
+            kind=candidate.kind, coupon=coupon, skus=list(candidate.skus) or None, points=candidate.points or None,
+            message=candidate.extra.get("message"), score=offer.score, reason=candidate.reason,
+            conditions=list(candidate.conditions),
+        )
+
+    # --- the rules' part ----------------------------------------------------------------------
+
+    def _candidates(self, request: OfferRequest, member: _Member, features: dict, now) -> tuple[list[Candidate], list[str]]:
+        """The checkout rules that fired, as candidates (one per action), and the rules holding this member out."""
+        services = self.services
+        catalogue = services.catalogue
+        context = RequestContext(
+            at=now, member_id=request.member_id, store_id=request.store_id, channel=request.channel,
+            basket=[BasketLine(sku=line.sku, qty=line.qty, price=line.price, category=catalogue.get(line.sku))
+                    for line in request.basket],
+        )
+        evaluation = services.rules.evaluate("checkout", features, context)
+        basket = {line.sku for line in request.basket}
+        candidates: list[Candidate] = []
+        for firing in evaluation.offers:
+            coupons = iter(firing.coupons)
+            base = dict(rule_id=firing.rule_id, priority=firing.priority, reason=firing.name,
+                        conditions=firing.conditions, exclusive=firing.exclusive)
+            for action in firing.actions:
+                kind, body = action_kind(action), action_body(action)
+                if kind == "issue_coupon":
+                    candidates.append(Candidate(kind="coupon", coupon=next(coupons), channel=body.channel,
+                                                extra={"firing": firing}, **base))
+                elif kind == "award_points":
+                    candidates.append(Candidate(kind="points", points=body.points, extra={"firing": firing}, **base))
+                elif kind == "recommend":
+                    skus = self._products(request, member, body, basket)
+                    if skus:
+                        candidates.append(Candidate(kind="recommend", skus=tuple(skus),
+                                                    extra={"firing": firing, "message": body.reason or None}, **base))
+                elif kind == "send_message":
+                    candidates.append(Candidate(kind="message", channel=body.channel,
+                                                extra={"firing": firing, "message": body.text or body.template}, **base))
+                else:
+                    candidates.append(Candidate(kind="tag", extra={"firing": firing, "message": body}, **base))
+        return candidates, list(evaluation.holdout)
+
+    def _products(self, request: OfferRequest, member: _Member, action, basket: set[str]) -> list[str]:
+        """The products a recommend action names: its SKUs, then the recommender's best in its categories."""
+        chosen = [sku for sku in action.skus if not (action.exclude_basket and sku in basket)]
+        if action.categories and len(chosen) < action.k:
+            wanted = set(action.categories)
+            who = member.state if member.state is not None else request.member_id
+            try:
+                ranked = self.services.models.recommend(who, sorted(basket), 50)
+            except ModelUnavailable:
+                ranked = []
+            catalogue = self.services.catalogue
+            chosen += [r.sku for r in ranked if catalogue.get(r.sku) in wanted and r.sku not in chosen]
+        return chosen[: action.k]
+
+    def _reserve_all(self, ranked: list[Ranked], request: OfferRequest, now) -> tuple[list[Ranked], list[str], dict]:
+        """Holdouts are already out; take each rule's cap and budget share atomically, best offers first."""
+        kept, notes, granted = [], [], {}
+        for offer in ranked:
+            firing = offer.candidate.extra["firing"]
+            if firing.rule_id not in granted:
+                same_rule = [o.candidate for o in ranked if o.candidate.rule_id == firing.rule_id]
+                coupons = sum(c.kind == "coupon" for c in same_rule)
+                reservation = self.services.limits.reserve(firing.rule, request.member_id, now, request.store_id,
+                                                           coupons=coupons, amount=firing.face_value if coupons else 0.0)
+                granted[firing.rule_id] = reservation
+                if not reservation.granted:
+                    notes.append(f"{firing.rule_id}: {reservation.reason}")
+            if granted[firing.rule_id].granted:
+                kept.append(offer)
+        return kept, notes, granted

@@ -1,0 +1,151 @@
+"""POST /v1/next-best-offer: real Redis, the shipped rules, small real models trained on a synthetic shop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from engine.ingestion import backfill
+from engine.redis_server import start_redis_server
+from engine.rules import in_holdout
+from engine.settings import Settings
+from serving.app import create_app
+from serving.auth import ApiKeys
+from tests.conftest import NOW, REPO
+from training.champions import ChampionModels
+
+NEW_MEMBER_RULE = "new-member-first-order"
+
+
+@pytest.fixture
+def nbo_settings(settings: Settings, shop) -> Settings:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    shop.catalogue[["sku", "category"]].to_parquet(settings.var_dir / "catalogue.parquet", index=False)
+    return settings.model_copy(update={"rules_dir": REPO / "rules"})
+
+
+@pytest.fixture
+def models(churn_result, recommender_result) -> ChampionModels:
+    return ChampionModels.from_models(churn=churn_result.model, recommender=recommender_result.model,
+                                      churn_version="4", recommender_version="2")
+
+
+@pytest.fixture
+def client(nbo_settings: Settings, redis_client: redis.Redis, models: ChampionModels, shop) -> Iterator[TestClient]:
+    app = create_app(nbo_settings, redis_client=redis_client, clock=lambda: NOW, background=False, models=models)
+    with TestClient(app) as test_client:
+        backfill(app.state.services.store, shop.transactions, shop.members)
+        yield test_client
+
+
+@pytest.fixture
+def pos(redis_client: redis.Redis) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ApiKeys(redis_client).create('pos')}"}
+
+
+def new_member(client: TestClient, headers: dict, prefix: str = "NEW", holdout: bool = False) -> str:
+    """Register a member who has never bought, in or out of the new-member rule's control group."""
+    member = next(f"{prefix}{i}" for i in range(10_000) if in_holdout(NEW_MEMBER_RULE, f"{prefix}{i}", 0.05) == holdout)
+    client.post("/v1/events", headers=headers, json=[{
+        "event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-02-20T10:00:00",
+        "store_id": "S001"}])
+    return member
+
+
+def ask(client: TestClient, headers: dict, member: str, request_id: str = "req-1", basket=None, **extra):
+    body = {"request_id": request_id, "member_id": member, "store_id": "S001", "channel": "pos",
+            "basket": basket if basket is not None else [{"sku": "SKU00001", "qty": 2, "price": 15.0}], **extra}
+    return client.post("/v1/next-best-offer", headers=headers, json=body)
+
+
+def test_a_known_member_gets_churn_recommendations_and_model_versions(client: TestClient, pos, shop) -> None:
+    member = str(shop.transactions["member_id"].value_counts().index[0])
+    basket = shop.transactions[shop.transactions["member_id"] == member]["sku"].head(2).tolist()
+    response = ask(client, pos, member, basket=[{"sku": s, "qty": 1, "price": 9.9} for s in basket])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0.0 <= body["churn"]["probability"] <= 1.0 and body["churn"]["model_version"] == "4"
+    assert body["model_versions"] == {"churn": "4", "recommender": "2"}
+    skus = [r["sku"] for r in body["recommendations"]]
+    assert len(skus) == 5 and not set(skus) & set(basket)
+    assert body["degraded"] is False
+
+
+def test_a_new_member_gets_the_first_order_coupon_with_the_reason(client: TestClient, pos) -> None:
+    member = new_member(client, pos)
+    body = ask(client, pos, member).json()
+    offer = next(o for o in body["offers"] if o["rule_id"] == NEW_MEMBER_RULE)
+    assert offer["kind"] == "coupon" and offer["coupon"]["template"] == "NEW5" and offer["coupon"]["value"] == 5
+    assert len(offer["coupon"]["code"]) == 16
+    assert any("orders_total" in c for c in offer["conditions"])
+
+
+def test_the_same_request_id_returns_the_same_answer_and_issues_nothing_twice(
+    client: TestClient, pos, redis_client: redis.Redis
+) -> None:
+    member = new_member(client, pos)
+    first = ask(client, pos, member, request_id="till7-0001").json()
+    again = ask(client, pos, member, request_id="till7-0001").json()
+    assert first == again
+    assert len(redis_client.keys("cp:*")) == 1
+    # A different checkout of the same member does not get a second first-order coupon (1 ever).
+    other = ask(client, pos, member, request_id="till7-0002").json()
+    assert not [o for o in other["offers"] if o["rule_id"] == NEW_MEMBER_RULE]
+    assert any("member cap" in note for note in other["notes"])
+
+
+def test_a_member_in_a_rules_control_group_gets_nothing_from_it_and_is_told(client: TestClient, pos) -> None:
+    member = new_member(client, pos, prefix="CTL", holdout=True)
+    body = ask(client, pos, member).json()
+    assert NEW_MEMBER_RULE in body["holdout"]
+    assert not [o for o in body["offers"] if o["rule_id"] == NEW_MEMBER_RULE]
+
+
+def test_an_opted_out_member_gets_no_coupon(client: TestClient, pos) -> None:
+    member = new_member(client, pos)
+    client.post("/v1/events", headers=pos, json=[{"event_id": "c1", "type": "consent", "member_id": member,
+                                                  "ts": "2026-02-21T10:00:00", "opted_out": True}])
+    body = ask(client, pos, member).json()
+    assert not [o for o in body["offers"] if o["kind"] == "coupon"]
+
+
+def test_an_unknown_member_gets_a_cold_start_answer(client: TestClient, pos) -> None:
+    response = ask(client, pos, "never-seen-before")
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["recommendations"]) == 5 and body["offers"] == []
+    assert body["churn"]["probability"] is None
+
+
+def test_a_store_key_cannot_ask_for_another_store(client: TestClient, redis_client: redis.Redis) -> None:
+    other_store = {"Authorization": f"Bearer {ApiKeys(redis_client).create('pos', scope='store:S999')}"}
+    response = ask(client, other_store, "anyone")
+    assert response.status_code == 403 and "store:S999" in response.json()["detail"]
+
+
+def test_bad_requests_say_which_field(client: TestClient, pos) -> None:
+    response = client.post("/v1/next-best-offer", headers=pos,
+                           json={"request_id": "r", "member_id": "A", "store_id": "S1", "basket": [{"sku": "x", "qty": -1}]})
+    assert response.status_code == 422
+    assert any(err["loc"][-1] == "qty" for err in response.json()["detail"])
+
+
+def test_when_redis_goes_away_answers_degrade_instead_of_failing(nbo_settings: Settings, models, tmp_path) -> None:
+    server = start_redis_server(tmp_path / "doomed")
+    try:
+        doomed = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=0.2, socket_connect_timeout=0.2)
+        headers = {"Authorization": f"Bearer {ApiKeys(doomed).create('pos')}"}
+        app = create_app(nbo_settings, redis_client=doomed, clock=lambda: NOW, background=False, models=models)
+        with TestClient(app) as client:
+            assert ask(client, headers, "A", request_id="before").json()["degraded"] is False
+            server.stop()  # the key was verified a moment ago, so it is still trusted
+            response = ask(client, headers, "A", request_id="after")
+    finally:
+        server.stop()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["degraded"] is True and body["offers"] == []
+    assert len(body["recommendations"]) == 5
