@@ -21,6 +21,7 @@ under-used for a moment, never overspent. Every function takes the clock ("now")
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -252,7 +253,8 @@ class RuleLimits:
                 return Reservation(granted=False, reason=f"member cap reached: {limits.per_member} "
                                    f"({count} in {window})", **base)
         if budgets:
-            args: list[object] = [token, now_ms, now_ms + self.hold_ms, coupons, round(amount * 100), len(budgets)]
+            fen = round(amount * 100) if math.isfinite(amount) else 0
+            args: list[object] = [token, now_ms, now_ms + self.hold_ms, coupons, fen, len(budgets)]
             for _, budget, field_prefix in budgets:
                 args += [f"c|{field_prefix}", f"a|{field_prefix}",
                          budget.coupons if budget.coupons is not None else -1,

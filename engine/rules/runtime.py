@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from zoneinfo import ZoneInfo
 import durable_rules_engine as engine
 
 from engine.coupons import CouponTerms
-from engine.rules.compiler import CompiledRule, CompiledRules, Shard, compile_rules, durable_json
+from engine.rules.compiler import CompiledRules, Shard, compile_rules, durable_json
 from engine.rules.context import FactBuilder, FestivalCalendar, RequestContext
 from engine.rules.limits import BudgetUse, RuleLimits, in_holdout
 from engine.rules.loader import LoadedRules, Problem, load_rules
@@ -42,6 +43,7 @@ from engine.rules.reference import Predicate, predicate
 from engine.rules.schema import Rule, action_body, action_kind
 
 log = logging.getLogger(__name__)
+_quote = json.encoder.encode_basestring  # JSON text, non-ASCII kept (what durable_json does for text)
 
 _NOT_HANDLED = 1
 
@@ -54,25 +56,72 @@ class RuleEngineError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Firing:
-    """One rule that fired for a member: its actions, why (the conditions that held), and the holdout flag."""
+class RuleInfo:
+    """What a firing reports about its rule, built once per reload."""
 
     rule_id: str
     name: str
     trigger: str
     priority: int
     exclusive: bool
-    holdout: bool
     actions: tuple[Any, ...]
-    """The rule's actions (``engine.rules.schema`` models; ``action_kind`` names each)."""
     coupons: tuple[CouponTerms, ...]
-    """Coupon terms of each ``issue_coupon`` action, in order (template validity overridden if asked)."""
-    conditions: tuple[str, ...]
-    """The conditions that held: the rule's own as written, then scope, window and consent."""
     face_value: float
     rule: Rule = field(repr=False, compare=False)
     file: str = ""
     line: int = 0
+    explain: tuple[tuple[str, Predicate | None], ...] = field(default=(), repr=False, compare=False)
+
+
+@dataclass(slots=True)
+class Firing:
+    """One rule that fired for a member: its actions, why (the conditions that held), and the holdout flag."""
+
+    info: RuleInfo
+    holdout: bool
+    """The member is in this rule's control group: nothing is offered for it (but it counts for lift)."""
+    conditions: tuple[str, ...]
+    """The conditions that held: the rule's own as written, then scope, window and consent."""
+
+    @property
+    def rule_id(self) -> str:
+        return self.info.rule_id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def trigger(self) -> str:
+        return self.info.trigger
+
+    @property
+    def priority(self) -> int:
+        return self.info.priority
+
+    @property
+    def exclusive(self) -> bool:
+        return self.info.exclusive
+
+    @property
+    def actions(self) -> tuple[Any, ...]:
+        """The rule's actions (``engine.rules.schema`` models; ``action_kind`` names each)."""
+        return self.info.actions
+
+    @property
+    def coupons(self) -> tuple[CouponTerms, ...]:
+        """Coupon terms of each ``issue_coupon`` action, in order (validity overridden where the rule says)."""
+        return self.info.coupons
+
+    @property
+    def face_value(self) -> float:
+        """What one firing is worth at most (yuan): coupons' face values and points at their redemption value."""
+        return self.info.face_value
+
+    @property
+    def rule(self) -> Rule:
+        """The rule as written (its limits are what ``RuleLimits.reserve`` enforces)."""
+        return self.info.rule
 
 
 @dataclass(frozen=True)
@@ -134,11 +183,9 @@ class RuleStatus:
 @dataclass
 class _LiveRules:
     compiled: CompiledRules
-    rules: dict[str, CompiledRule]
+    rules: dict[str, RuleInfo]
     handles: dict[str, tuple[DurableRuleset, ...]]  # trigger -> the ruleset of each shard
     shards: dict[str, tuple[Shard, ...]]
-    explain: dict[str, tuple[tuple[str, Predicate | None], ...]]  # rule id -> (text, test or None: held)
-    coupons: dict[str, tuple[CouponTerms, ...]]
     reads: dict[str, frozenset[str]]
     builder: FactBuilder
 
@@ -262,7 +309,7 @@ class RuleRuntime:
             if live is not None and live.compiled.version == compiled.version:
                 return ReloadReport(ok=True, version=compiled.version, rules=tuple(r.id for r in compiled.rules),
                                     warnings=tuple(loaded.warnings))
-            explain, coupons = _explanations(compiled)
+            infos = _rule_infos(compiled)
             created = 0
             with self._lock:
                 try:
@@ -279,8 +326,7 @@ class RuleRuntime:
                                           errors=(problem,))
                     self._record("rules.reload_failed", actor, report)
                     return report
-                self._live = _LiveRules(compiled=compiled, rules={r.id: r for r in compiled.rules}, handles=handles, shards=dict(compiled.shards),
-                                        explain=explain, coupons=coupons,
+                self._live = _LiveRules(compiled=compiled, rules=infos, handles=handles, shards=dict(compiled.shards),
                                         reads={t: compiled.reads(t) for t in compiled.shards},
                                         builder=FactBuilder(loaded.calendar, self.timezone, self.catalogue))
                 self._rulesets.retire(self._keys(self._live))
@@ -374,23 +420,20 @@ class RuleRuntime:
     def _evaluation(self, live: _LiveRules, trigger: str, fired: set[str], fact: Mapping[str, object],
                     member_id: str | None) -> Evaluation:
         firings = []
-        compiled = live.compiled
         for rule_id in fired:
-            rule = live.rules[rule_id]
-            checked = rule.checked
-            held = tuple(text for text, test in live.explain[rule_id] if test is None or test(fact))
-            firings.append(Firing(
-                rule_id=rule_id, name=checked.rule.name, trigger=trigger, priority=checked.rule.priority,
-                exclusive=checked.rule.exclusive, holdout=in_holdout(rule_id, member_id, checked.rule.holdout),
-                actions=tuple(checked.rule.then), coupons=live.coupons[rule_id], conditions=held,
-                face_value=checked.face_value, rule=checked.rule, file=checked.file, line=checked.line))
-        firings.sort(key=lambda f: (-f.priority, f.rule_id))
-        return Evaluation(trigger, compiled.version, tuple(firings))
+            info = live.rules[rule_id]
+            held = tuple(text for text, test in info.explain if test is None or test(fact))
+            holdout = info.rule.holdout > 0 and in_holdout(rule_id, member_id, info.rule.holdout)
+            firings.append(Firing(info, holdout, held))
+        firings.sort(key=lambda f: (-f.info.priority, f.info.rule_id))
+        return Evaluation(trigger, live.compiled.version, tuple(firings))
 
     # --- status --------------------------------------------------------------------------------
 
-    def statuses(self, today: date, limits: RuleLimits | None = None, now: datetime | None = None) -> list[RuleStatus]:
-        """Every rule of the last load: live / scheduled / expired, or invalid with its errors; budget use if asked."""
+    def statuses(self, now: datetime, limits: RuleLimits | None = None) -> list[RuleStatus]:
+        """Every rule of the last load: live / scheduled / expired (on ``now``'s local day), or invalid with its
+        errors; with ``limits``, each budget's use in its current period."""
+        today = (now.astimezone(self.timezone) if now.tzinfo is not None else now).date()
         live = self._live
         serving = {r.id for r in live.compiled.rules} if live else set()
         loaded = self._last or (live.compiled.loaded if live else None)
@@ -405,7 +448,7 @@ class RuleRuntime:
                 status = "scheduled"
             elif window is not None and window.to is not None and today > window.to:
                 status = "expired"
-            budget = tuple(limits.usage(rule, now)) if limits is not None and now is not None else ()
+            budget = tuple(limits.usage(rule, now)) if limits is not None else ()
             result.append(RuleStatus(
                 id=rule.id, name=rule.name, file=checked.file, line=checked.line, status=status,
                 trigger=rule.trigger, priority=rule.priority, exclusive=rule.exclusive, holdout=rule.holdout,
@@ -420,36 +463,55 @@ class RuleRuntime:
         return result
 
 
-def _explanations(compiled: CompiledRules) -> tuple[dict, dict]:
-    explain: dict[str, tuple[tuple[str, Predicate | None], ...]] = {}
-    coupons: dict[str, tuple[CouponTerms, ...]] = {}
+def _rule_infos(compiled: CompiledRules) -> dict[str, RuleInfo]:
+    infos = {}
     templates = compiled.loaded.templates
     for rule in compiled.rules:
         checked = rule.checked
         # In an `all` rule every written part held when the rule fired; only `any` parts need a test.
-        tests = []
-        for part, condition in rule.parts:
-            needs_test = checked.combine == "any" and not part.implicit
-            tests.append((part.text, predicate(condition) if needs_test else None))
-        explain[rule.id] = tuple(tests)
-        terms = []
-        for action in checked.rule.then:
-            if action_kind(action) == "issue_coupon":
-                body = action_body(action)
-                terms.append(templates[body.template].terms(body.template, body.valid_days))
-        coupons[rule.id] = tuple(terms)
-    return explain, coupons
+        explain = tuple((part.text, predicate(condition) if checked.combine == "any" and not part.implicit else None)
+                        for part, condition in rule.parts)
+        coupons = tuple(templates[action_body(a).template].terms(action_body(a).template, action_body(a).valid_days)
+                        for a in checked.rule.then if action_kind(a) == "issue_coupon")
+        infos[rule.id] = RuleInfo(
+            rule_id=rule.id, name=checked.rule.name, trigger=rule.trigger, priority=checked.rule.priority,
+            exclusive=checked.rule.exclusive, actions=tuple(checked.rule.then), coupons=coupons,
+            # An uncapped percent-off coupon has no known worth (NaN in the loader): it counts 0 here, and
+            # the loader refuses such a rule if it has an amount budget.
+            face_value=checked.face_value if math.isfinite(checked.face_value) else 0.0,
+            rule=checked.rule, file=checked.file, line=checked.line, explain=explain)
+    return infos
 
 
 def _encode(fact: Mapping[str, object], names: frozenset[str]) -> dict[str, str]:
-    # Property names are plain identifiers (feature names, `_t`, `_day`, `<list>__n`): no escaping needed.
-    # Encoded once per evaluation, then joined per shard (each shard reads a subset).
+    # Encoded once per evaluation, then joined per shard (each shard reads a subset). The common
+    # types are inlined: this runs for every property of every evaluation.
     encoded = {}
     for name in names:
         value = fact.get(name)
-        if value is not None:
-            encoded[name] = f'"{name}":{durable_json(value)}'
+        if value is None:
+            continue
+        kind = type(value)
+        if kind is str:
+            text = _quote(value)
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif kind is int:
+            text = str(value)
+        else:
+            text = durable_json(value)
+        encoded[name] = _PREFIX.get(name) or _prefix(name)
+        encoded[name] += text
     return encoded
+
+
+_PREFIX: dict[str, str] = {}
+
+
+def _prefix(name: str) -> str:
+    # Property names are plain identifiers (features, `_t`, `_day`, `<list>__n`): no escaping needed.
+    _PREFIX[name] = f'"{name}":'
+    return _PREFIX[name]
 
 
 def watch_rules(runtime: RuleRuntime, stop: threading.Event, interval: float = 1.0,

@@ -12,6 +12,7 @@ import typer
 
 from serving.cli import bench, data, embedded_redis, events, keys
 from serving.cli import models as models_cli
+from serving.cli import rules as rules_cli
 from serving.cli import train as train_cli
 from serving.cli.common import console, settings
 
@@ -23,6 +24,7 @@ app.add_typer(embedded_redis.app, name="redis")
 app.add_typer(bench.app, name="bench")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(rules_cli.app, name="rules")
 
 
 @app.command()

@@ -34,3 +34,17 @@ def bench_models(
     from training.benchmark import run_model_benchmark
 
     run_model_benchmark(Path(get_settings().data_dir), console=Console(), als_members=als_members)
+
+
+@app.command("rules")
+def bench_rules(
+    evaluations: int = typer.Option(5000, help="evaluations per rule count for the latency figures"),
+    memory_evaluations: int = typer.Option(200_000, help="evaluations for the memory figure (0: skip)"),
+    backtest_members: int = typer.Option(1_000_000, help="members for the backtest figure (0: skip)"),
+    fold_members: int = typer.Option(10_000, help="members whose generated history is folded to features"),
+) -> None:
+    """Rule evaluation p50/p99 for 10, 100, 1,000 rules (vs durable_rules' Host), memory, backtest at 1M members."""
+    from serving.cli.rules import print_benchmark
+
+    print_benchmark(evaluations=evaluations, memory_evaluations=memory_evaluations,
+                    backtest_members=backtest_members, fold_members=fold_members)

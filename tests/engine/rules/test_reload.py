@@ -27,7 +27,7 @@ def test_broken_file_keeps_last_good_rules_live(rules_dir, member) -> None:
     assert not report.ok and report.version == good_version and report.rules == ("good",)
     assert "a.yaml:4: unknown feature 'basket_totl' (did you mean 'basket_total'?)" in str(report.errors[0])
     assert _fired(rt, member) == ("good",)
-    statuses = {s.id: s for s in rt.statuses(today=context().at.date())}
+    statuses = {s.id: s for s in rt.statuses(context().at)}
     assert statuses["good"].status == "invalid" and statuses["good"].serving
     assert "unknown feature 'basket_totl'" in statuses["good"].errors[0]
     assert statuses["new"].status == "live" and not statuses["new"].serving

@@ -1,0 +1,81 @@
+"""``GET /v1/rules`` (every rule: status, trigger, priority, budget use) and ``POST /v1/admin/rules/reload``."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from serving.auth import ApiKey
+from serving.dependencies import get_services, require
+from serving.services import Services
+
+router = APIRouter(tags=["rules"])
+
+
+class BudgetOut(BaseModel):
+    period: str = Field(description="which budget and its current period, e.g. 'overall total' or 'overall m2026-03'")
+    coupons_used: int
+    coupons_total: int | None
+    amount_used: float
+    amount_total: float | None
+
+
+class RuleOut(BaseModel):
+    id: str | None
+    name: str
+    file: str
+    line: int
+    status: str = Field(description="live, scheduled, expired, or invalid (see errors)")
+    trigger: str | None
+    priority: int | None
+    exclusive: bool
+    holdout: float
+    active_from: date | None
+    active_to: date | None
+    serving: bool = Field(description="a version of this rule is in the ruleset answering now")
+    errors: list[str] = Field(description="file:line: message, for an invalid rule")
+    budget: list[BudgetOut]
+
+
+class RulesOut(BaseModel):
+    version: str | None = Field(description="the rules answering now (hash of the files)")
+    rules: list[RuleOut]
+
+
+class ReloadOut(BaseModel):
+    ok: bool
+    version: str | None = Field(description="the rules answering now: the new ones, or the last good ones")
+    rules: list[str]
+    changed: bool
+    errors: list[str]
+    warnings: list[str]
+
+
+@router.get("/v1/rules", response_model=RulesOut)
+def list_rules(
+    key: ApiKey = Depends(require("rules:read")),
+    services: Services = Depends(get_services),
+) -> RulesOut:
+    """Every rule of the rules directory with its status (invalid ones with file:line errors) and budget use."""
+    statuses = services.rules.statuses(services.clock(), services.limits)
+    rules = [RuleOut(id=s.id, name=s.name, file=s.file, line=s.line, status=s.status, trigger=s.trigger,
+                     priority=s.priority, exclusive=s.exclusive, holdout=s.holdout, active_from=s.active_from,
+                     active_to=s.active_to, serving=s.serving, errors=list(s.errors),
+                     budget=[BudgetOut(**vars(b)) for b in s.budget]) for s in statuses]
+    return RulesOut(version=services.rules.version, rules=rules)
+
+
+@router.post("/v1/admin/rules/reload", response_model=ReloadOut,
+             responses={422: {"model": ReloadOut, "description": "the files have errors; the last good rules stay live"}})
+def reload_rules(
+    key: ApiKey = Depends(require("rules:write")),
+    services: Services = Depends(get_services),
+) -> JSONResponse:
+    """Reload the rule files now: all or nothing; with errors the last good rules stay live and the answer says why."""
+    report = services.rules.reload(actor=key.key_id)
+    body = ReloadOut(ok=report.ok, version=report.version, rules=list(report.rules), changed=report.changed,
+                     errors=[str(p) for p in report.errors], warnings=[str(p) for p in report.warnings])
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if report.ok else 422)
