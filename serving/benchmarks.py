@@ -157,3 +157,134 @@ def run_ingest_benchmark(
     table.add_row("daily buckets per member (avg-ish)", f"{days_per_member}", "")
     console.print(table)
     return {"ingest_per_s": ingest_rate, "parallel_ingest_per_s": parallel_rate, "hset_per_s": hset_rate, "read_p99_us": read_p99, "features_p99_us": feat_p99}
+
+
+# --- nbo bench api ---------------------------------------------------------------------------
+
+
+def _wait_ready(port: int, seconds: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the server on port {port} did not become ready")
+
+
+def _serve(env: dict, port: int, workers: int):
+    import os
+    import sys
+
+    command = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds: float, console: Console) -> dict:
+    """next-best-offer against an empty endpoint of the same app, latency at a fixed rate, 1 and 2 workers.
+
+    The store holds the demo (2,000 members with 180 days, models trained on them) plus
+    ``members`` synthetic members with ``days`` of history; ``rules`` generated checkout rules
+    are added to the shipped ones. The load comes from this process; the server is another.
+    """
+    import os
+
+    from engine.redis_server import free_port
+    from engine.rules.benchmark import SHIPPED_FILES, generated_rules
+    from engine.synthetic import generate
+    from serving.demo import prepare_demo
+    from serving.load import fixed_rate, json_body, saturate
+
+    repo_rules = Path(__file__).resolve().parents[1] / "rules"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        server = start_redis_server(root / "redis")
+        try:
+            rules_dir = root / "rules"
+            rules_dir.mkdir()
+            for name in SHIPPED_FILES:
+                shutil.copy(repo_rules / name, rules_dir / name)
+            (rules_dir / "generated.yaml").write_text(generated_rules(rules - len(list(rules_dir.glob("*.yaml"))) + 2))
+            env = {"REDIS_URL": server.url, "NBO_VAR_DIR": str(root / "var"), "NBO_RULES_DIR": str(rules_dir),
+                   "NBO_MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlruns/mlflow.db",
+                   "NBO_MLFLOW_ARTIFACTS_DIR": str(root / "mlruns" / "artifacts"), "NBO_PII_KEY": "bench",
+                   "NBO_STREAM_CONSUMER": "false"}
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                from engine.settings import Settings
+
+                settings = Settings()
+                console.print("preparing: demo data and models ...")
+                info = prepare_demo(settings, say=lambda text: None)
+                console.print(f"preparing: {members:,} more members with {days} days of history ...")
+                data = generate(members=members, days=days, seed=11)
+                from engine.feature_store import FeatureStore
+                from engine.ingestion import backfill
+
+                store = FeatureStore(redis.Redis.from_url(server.url, decode_responses=True),
+                                     Programme.from_settings(settings))
+                backfill(store, data.transactions, data.members)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            member_ids = data.members["member_id"].tolist()
+            skus = data.catalogue["sku"].tolist()
+            rng = random.Random(5)
+            headers = {"Authorization": f"Bearer {info.key}"}
+
+            def offer_request(i: int) -> tuple[str, str, bytes]:
+                basket = [{"sku": rng.choice(skus), "qty": 1, "price": round(rng.uniform(3, 40), 1)}
+                          for _ in range(rng.randint(1, 4))]
+                return "POST", "/v1/next-best-offer", json_body(
+                    {"request_id": f"bench-{i}-{rng.random()}", "member_id": rng.choice(member_ids),
+                     "store_id": "S001", "channel": "pos", "basket": basket})
+
+            def empty(i: int) -> tuple[str, str, None]:
+                return "GET", "/healthz", None
+
+            results: dict = {"rules": rules, "members": members + 2000}
+            for workers in (1, 2):
+                port = free_port()
+                process = _serve(env, port, workers)
+                try:
+                    _wait_ready(port)
+                    saturate("127.0.0.1", port, headers, offer_request, 2, connections=8)  # warm up
+                    empty_run = saturate("127.0.0.1", port, headers, empty, seconds, connections=16)
+                    offers_run = saturate("127.0.0.1", port, headers, offer_request, seconds, connections=16)
+                    row = {"empty_rps": empty_run.throughput, "nbo_rps": offers_run.throughput,
+                           "nbo_statuses": offers_run.statuses}
+                    if workers == 1:
+                        paced = fixed_rate("127.0.0.1", port, headers, offer_request, rate, seconds, connections=64)
+                        row["paced"] = paced.summary()
+                    results[workers] = row
+                finally:
+                    process.terminate()
+                    process.wait(10)
+        finally:
+            server.stop()
+
+    one, two = results[1], results[2]
+    table = Table(title=f"nbo bench api ({rules} rules, {results['members']:,} members, 1,000-item catalogue)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("ratio", justify="right")
+    paced = one["paced"]
+    table.add_row(f"next-best-offer at {rate:.0f}/s, 1 worker: p50 / p99 ms", f"{paced['p50_ms']:.2f} / {paced['p99_ms']:.2f}",
+                  f"{paced['ok']}/{paced['sent']} ok")
+    table.add_row("empty endpoint, 1 worker, saturated / s", f"{one['empty_rps']:,.0f}", "1.00")
+    table.add_row("next-best-offer, 1 worker, saturated / s", f"{one['nbo_rps']:,.0f}",
+                  f"{one['nbo_rps'] / one['empty_rps']:.2f} of empty")
+    table.add_row("empty endpoint, 2 workers / s", f"{two['empty_rps']:,.0f}", f"{two['empty_rps'] / one['empty_rps']:.2f}x 1 worker")
+    table.add_row("next-best-offer, 2 workers / s", f"{two['nbo_rps']:,.0f}", f"{two['nbo_rps'] / one['nbo_rps']:.2f}x 1 worker")
+    console.print(table)
+    console.print(f"statuses: 1 worker {one['nbo_statuses']}, 2 workers {two['nbo_statuses']}")
+    return results

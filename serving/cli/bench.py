@@ -48,3 +48,19 @@ def bench_rules(
 
     print_benchmark(evaluations=evaluations, memory_evaluations=memory_evaluations,
                     backtest_members=backtest_members, fold_members=fold_members)
+
+
+@app.command("api")
+def bench_api(
+    members: int = typer.Option(100_000, help="synthetic members added to the demo's 2,000"),
+    days: int = typer.Option(7, help="days of history for them"),
+    rules: int = typer.Option(100, help="rules in all (the shipped ones plus generated checkout rules)"),
+    rate: float = typer.Option(500, help="requests per second for the latency figures"),
+    seconds: float = typer.Option(15, help="length of each measurement"),
+) -> None:
+    """next-best-offer latency at a fixed rate and throughput vs an empty endpoint, 1 and 2 workers."""
+    from rich.console import Console
+
+    from serving.benchmarks import run_api_benchmark
+
+    run_api_benchmark(members, days, rules, rate, seconds, Console())
