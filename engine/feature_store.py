@@ -174,6 +174,16 @@ class FeatureStore:
     def read_state(self, member_id: str) -> MemberState | None:
         return self.read_states([member_id])[member_id]
 
+    def read_state_and(self, member_id: str, key: str) -> tuple[MemberState | None, str | None]:
+        """A member's state and one more string value (e.g. a remembered answer) in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for part in PARTS:
+            pipe.hgetall(member_key(member_id, part))
+        pipe.get(key)
+        *parts, value = pipe.execute()
+        stored = dict(zip(PARTS, parts))
+        return (MemberState.from_stored(member_id, stored) if stored[PROFILE] else None), value
+
     def member_features(self, member_id: str, as_of: datetime | None = None) -> dict[str, object] | None:
         """One member's feature vector now (or at ``as_of``); None if the member is unknown."""
         state = self.read_state(member_id)

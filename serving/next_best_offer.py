@@ -61,14 +61,13 @@ class NextBestOffer:
         services = self.services
         if key.scope is not None and key.scope.startswith("store:") and not key.covers(None, request.store_id):
             raise OutOfScope(f"this key is for {key.scope}; the request is for store {request.store_id}")
-        remembered = self._remembered(request)
+        now = request.ts or services.clock()
+        member, remembered = self._member(request, now)
+        if key.scope is not None and key.scope.startswith("region:") and member.state is not None:
+            if not key.covers(member.state.profile.get("region"), None):
+                raise OutOfScope(f"member {request.member_id!r} is outside this key's scope {key.scope}")
         if remembered is not None:
             return remembered
-        now = request.ts or services.clock()
-        member = self._member(request, now)
-        if key.scope is not None and key.scope.startswith("region:") and member.state is not None:
-            if not key.covers(member.features.get("region"), None):
-                raise OutOfScope(f"member {request.member_id!r} is outside this key's scope {key.scope}")
         churn = self._churn(member)
         recommendations = self._recommendations(request, member)
         offers, holdout, notes = ([], [], ["no offers: the feature store is unavailable"]) if "redis" in member.degraded \
@@ -84,13 +83,6 @@ class NextBestOffer:
 
     # --- the steps ---------------------------------------------------------------------------
 
-    def _remembered(self, request: OfferRequest) -> OfferResponse | None:
-        try:
-            raw = self.services.redis.get(answer_key(request.member_id, request.request_id))
-        except REDIS_DOWN:
-            return None
-        return OfferResponse.model_validate_json(raw) if raw else None
-
     def _remember(self, request: OfferRequest, response: OfferResponse) -> None:
         try:
             self.services.redis.set(answer_key(request.member_id, request.request_id), response.model_dump_json(),
@@ -98,14 +90,18 @@ class NextBestOffer:
         except REDIS_DOWN:
             log.warning("could not remember an answer", extra={"request_id": request.request_id})
 
-    def _member(self, request: OfferRequest, now) -> _Member:
+    def _member(self, request: OfferRequest, now) -> tuple[_Member, OfferResponse | None]:
+        """The member's state and features, and the answer already given to this request, in one round trip."""
         services = self.services
         try:
-            state = services.store.read_state(request.member_id)
+            state, raw = services.store.read_state_and(request.member_id,
+                                                       answer_key(request.member_id, request.request_id))
         except REDIS_DOWN:
             DEGRADED.labels("redis").inc()
-            return _Member(None, member_features(None, now, services.programme), ["redis"])
-        return _Member(state, member_features(state, now, services.programme), [])
+            return _Member(None, member_features(None, now, services.programme), ["redis"]), None
+        if raw:
+            return _Member(state, {}, []), OfferResponse.model_validate_json(raw)
+        return _Member(state, member_features(state, now, services.programme), []), None
 
     def _churn(self, member: _Member) -> ChurnOut:
         version = self.services.models.versions.get("churn")

@@ -149,3 +149,13 @@ def test_when_redis_goes_away_answers_degrade_instead_of_failing(nbo_settings: S
     body = response.json()
     assert body["degraded"] is True and body["offers"] == []
     assert len(body["recommendations"]) == 5
+
+
+def test_a_region_key_sees_only_its_regions_members_even_on_a_retry(client: TestClient, pos, redis_client) -> None:
+    member = new_member(client, pos)  # registered without a region
+    client.post("/v1/events", headers=pos, json=[{"event_id": "p1", "type": "profile", "member_id": member,
+                                                  "ts": "2026-02-21T10:00:00", "region": "north"}])
+    north = {"Authorization": f"Bearer {ApiKeys(redis_client).create('app', scope='region:north')}"}
+    south = {"Authorization": f"Bearer {ApiKeys(redis_client).create('app', scope='region:south')}"}
+    assert ask(client, north, member, request_id="r1").status_code == 200
+    assert ask(client, south, member, request_id="r1").status_code == 403
