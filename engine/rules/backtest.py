@@ -63,6 +63,7 @@ class RuleBacktest:
 
     @property
     def offers(self) -> int:
+        """Members it would fire for outside its holdout: the offers made."""
         return self.members - self.holdout
 
 

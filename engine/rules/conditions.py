@@ -72,18 +72,24 @@ class Comparison:
 
 @dataclass(frozen=True)
 class AllOf:
+    """Every item holds (``and``, ``all:``)."""
+
     items: tuple[Syntax, ...]
     text: str = ""
 
 
 @dataclass(frozen=True)
 class AnyOf:
+    """Some item holds (``or``, ``any:``)."""
+
     items: tuple[Syntax, ...]
     text: str = ""
 
 
 @dataclass(frozen=True)
 class NotOf:
+    """The item does not hold (``not``)."""
+
     item: Syntax
     text: str = ""
 
@@ -135,6 +141,7 @@ class _Parser:
         self.pos = 0
 
     def parse(self) -> Syntax:
+        """The whole text as one condition (an error if anything is left over)."""
         if not self.tokens:
             raise ConditionError("empty condition")
         node = self._or()
@@ -328,16 +335,21 @@ class Atom:
     text: str
 
     def negated(self) -> Atom:
+        """The atom that holds exactly when this one is false on a present value."""
         return Atom(self.feature, NEGATED[self.op], self.values, f"not ({self.text})")
 
 
 @dataclass(frozen=True)
 class And:
+    """A conjunction in negation normal form."""
+
     items: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Or:
+    """A disjunction in negation normal form."""
+
     items: tuple[Node, ...]
 
 
@@ -398,6 +410,7 @@ class Vocabulary:
     """feature -> the triggers it is known for (absent: every trigger)."""
 
     def lookup(self, name: str) -> FeatureDef:
+        """The definition of a name, or a ``ConditionError`` with the closest known name."""
         definition = self.features.get(name)
         if definition is None:
             raise ConditionError(f"unknown feature {name!r}{suggest(name, self.features)}")

@@ -156,6 +156,7 @@ class FactBuilder:
     """sku -> category, for basket lines that come without one."""
 
     def local(self, at: datetime) -> datetime:
+        """The stores' wall-clock time of ``at`` (a naive time already is)."""
         return at.astimezone(self.timezone).replace(tzinfo=None) if at.tzinfo is not None else at
 
     def build(self, trigger: str, features: Mapping[str, object], context: RequestContext,
@@ -178,9 +179,10 @@ class FactBuilder:
                     value = features.get(name)
                 if value is None:
                     continue
-                value = coerce(value)
-                if value is None:
-                    continue
+                if type(value) is not _TYPES[name]:  # int, str and bool of the declared kind pass as they are
+                    value = coerce(value)
+                    if value is None:
+                        continue
                 fact[name] = value
                 if type(value) is list:
                     fact[name + LIST_LENGTH_SUFFIX] = len(value)
@@ -240,5 +242,7 @@ def _to_list(value: object) -> list[str]:
 
 _KIND_COERCION = {"int": _to_int, "float": _to_float, "str": str, "bool": bool, "list[str]": _to_list}
 _COERCE = {d.name: _KIND_COERCION[d.kind] for d in (*FEATURES, *BASKET_FEATURES, *MOMENT_FEATURES)}
+# Floats (NaN, infinity) and lists (item types) are always coerced: None is never a fast-path type.
+_TYPES = {d.name: {"int": int, "str": str, "bool": bool}.get(d.kind) for d in (*FEATURES, *BASKET_FEATURES, *MOMENT_FEATURES)}
 _MOMENT_NAMES = frozenset(d.name for d in (*BASKET_FEATURES, *MOMENT_FEATURES))
 _ALL_NAMES = tuple(_COERCE)

@@ -55,10 +55,12 @@ class ExampleReport:
 
     @property
     def ok(self) -> bool:
+        """Every example passed and the files have no errors."""
         return all(r.passed for r in self.results) and not any(p.severity == "error" for p in self.problems)
 
     @property
     def failures(self) -> tuple[ExampleResult, ...]:
+        """The examples that failed."""
         return tuple(r for r in self.results if not r.passed)
 
 

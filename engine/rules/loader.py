@@ -120,6 +120,7 @@ class CheckedRule:
 
     @property
     def id(self) -> str:
+        """The rule id."""
         return self.rule.id
 
     def line_of(self, *path: Any) -> int:
@@ -153,10 +154,12 @@ class LoadedRules:
 
     @property
     def errors(self) -> list[Problem]:
+        """Problems that keep the directory from going live."""
         return [p for p in self.problems if p.severity == "error"]
 
     @property
     def warnings(self) -> list[Problem]:
+        """Problems worth fixing that don't block a reload."""
         return [p for p in self.problems if p.severity != "error"]
 
     @property
@@ -165,6 +168,7 @@ class LoadedRules:
         return not self.errors
 
     def rule(self, rule_id: str) -> CheckedRule:
+        """The valid rule with this id (KeyError if there is none)."""
         for checked in self.rules:
             if checked.id == rule_id:
                 return checked
@@ -175,6 +179,8 @@ class LoadedRules:
 
 
 class YamlProblem(Exception):
+    """A file that is not valid YAML (or has a duplicate key), at a line."""
+
     def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
         self.line = line

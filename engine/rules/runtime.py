@@ -71,6 +71,8 @@ class RuleInfo:
     file: str = ""
     line: int = 0
     explain: tuple[tuple[str, Predicate | None], ...] = field(default=(), repr=False, compare=False)
+    held: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """For a rule whose written parts all must hold: every condition text (nothing to test when it fires)."""
 
 
 @dataclass(slots=True)
@@ -85,22 +87,27 @@ class Firing:
 
     @property
     def rule_id(self) -> str:
+        """The rule that fired."""
         return self.info.rule_id
 
     @property
     def name(self) -> str:
+        """The rule's name (what a person reads)."""
         return self.info.name
 
     @property
     def trigger(self) -> str:
+        """The trigger it fired on."""
         return self.info.trigger
 
     @property
     def priority(self) -> int:
+        """The rule's priority (higher first)."""
         return self.info.priority
 
     @property
     def exclusive(self) -> bool:
+        """When its offer is made, no other offer is."""
         return self.info.exclusive
 
     @property
@@ -212,10 +219,11 @@ class DurableRuleset:
                 state = result[1]
                 action = engine.start_action_for_state(handle, state)
                 message = action[1] if action else None
+                echo = fact_json + "}}"
                 while message:
                     # '{"<rule>":{"m":<the fact as sent>}}': the fact is echoed, so the message proves it is ours.
                     cut = message.find('":{"m":')
-                    if cut > 2 and message.endswith(fact_json + "}}"):
+                    if cut > 2 and message.endswith(echo):
                         fired.append(message[2:cut])
                     else:  # pragma: no cover - would be an action left over from a failed evaluation
                         log.error("durable_rules returned an action for another fact; dropped")
@@ -248,6 +256,7 @@ class _Rulesets:
         self.facts = itertools.count(1)
 
     def ensure(self, shard: Shard) -> tuple[DurableRuleset, bool]:
+        """The ruleset of a shard, created if new; and whether it was."""
         ruleset = self.by_key.get(shard.key)
         if ruleset is not None:
             return ruleset, False
@@ -258,6 +267,7 @@ class _Rulesets:
         return ruleset, True
 
     def retire(self, keep: set[str]) -> None:
+        """Delete the rulesets of shards no longer live."""
         for key in [k for k in self.by_key if k not in keep]:
             self.by_key.pop(key).close()
 
@@ -409,7 +419,7 @@ class RuleRuntime:
             fired: set[str] = set()
             encoded = _encode(fact, live.reads[trigger])
             for shard, ruleset in zip(live.shards[trigger], live.handles[trigger]):
-                body = ",".join(encoded[name] for name in shard.reads if name in encoded)
+                body = ",".join([encoded[name] for name in shard.reads if name in encoded])
                 fired.update(ruleset.fire(f'{{"id":{next(self._rulesets.facts)},{body}}}'))
         return self._evaluation(live, trigger, fired, fact, member_id)
 
@@ -422,7 +432,7 @@ class RuleRuntime:
         firings = []
         for rule_id in fired:
             info = live.rules[rule_id]
-            held = tuple(text for text, test in info.explain if test is None or test(fact))
+            held = info.held or tuple(text for text, test in info.explain if test is None or test(fact))
             holdout = info.rule.holdout > 0 and in_holdout(rule_id, member_id, info.rule.holdout)
             firings.append(Firing(info, holdout, held))
         firings.sort(key=lambda f: (-f.info.priority, f.info.rule_id))
@@ -479,7 +489,8 @@ def _rule_infos(compiled: CompiledRules) -> dict[str, RuleInfo]:
             # An uncapped percent-off coupon has no known worth (NaN in the loader): it counts 0 here, and
             # the loader refuses such a rule if it has an amount budget.
             face_value=checked.face_value if math.isfinite(checked.face_value) else 0.0,
-            rule=checked.rule, file=checked.file, line=checked.line, explain=explain)
+            rule=checked.rule, file=checked.file, line=checked.line, explain=explain,
+            held=tuple(text for text, _ in explain) if all(test is None for _, test in explain) else ())
     return infos
 
 

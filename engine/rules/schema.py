@@ -143,22 +143,32 @@ class SendMessage(_Strict):
 
 
 class IssueCouponAction(_Strict):
+    """``issue_coupon: {template: ...}``"""
+
     issue_coupon: IssueCoupon
 
 
 class AwardPointsAction(_Strict):
+    """``award_points: {points: ...}``"""
+
     award_points: AwardPoints
 
 
 class RecommendAction(_Strict):
+    """``recommend: {categories: [...], skus: [...]}``"""
+
     recommend: Recommend
 
 
 class SendMessageAction(_Strict):
+    """``send_message: {channel: ..., template: ...}``"""
+
     send_message: SendMessage
 
 
 class TagAction(_Strict):
+    """``tag: call-back``"""
+
     tag: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$", description="a label, e.g. a call-back task")]
 
 
@@ -195,6 +205,7 @@ def action_body(action: BaseModel) -> Any:
 
 
 def action_channel(action: BaseModel) -> str | None:
+    """The channel an action reaches the member on, if it names one."""
     body = action_body(action)
     return getattr(body, "channel", None)
 
@@ -360,6 +371,8 @@ class CouponsFile(_Strict):
 
 
 class Festival(_Strict):
+    """A festival: its name and its day in each year."""
+
     name: str = Field(min_length=1, max_length=100)
     dates: list[date] = Field(min_length=1, description="the festival day in each year")
 

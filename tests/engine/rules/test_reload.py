@@ -80,7 +80,7 @@ def test_reload_is_atomic_under_concurrent_evaluation(rules_dir, member) -> None
     threads = [threading.Thread(target=evaluate) for _ in range(4)]
     for thread in threads:
         thread.start()
-    for round_ in range(60):
+    for round_ in range(30):
         for name, text in (b if round_ % 2 == 0 else a).items():
             (directory / name).write_text(text, encoding="utf-8")
         assert rt.reload().ok
