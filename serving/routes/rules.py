@@ -16,6 +16,8 @@ router = APIRouter(tags=["rules"])
 
 
 class BudgetOut(BaseModel):
+    """One budget of a rule in its current period."""
+
     period: str = Field(description="which budget and its current period, e.g. 'overall total' or 'overall m2026-03'")
     coupons_used: int
     coupons_total: int | None
@@ -24,6 +26,8 @@ class BudgetOut(BaseModel):
 
 
 class RuleOut(BaseModel):
+    """A rule of the rules directory and its state."""
+
     id: str | None
     name: str
     file: str
@@ -41,11 +45,15 @@ class RuleOut(BaseModel):
 
 
 class RulesOut(BaseModel):
+    """Every rule, and the version answering now."""
+
     version: str | None = Field(description="the rules answering now (hash of the files)")
     rules: list[RuleOut]
 
 
 class ReloadOut(BaseModel):
+    """What a reload did."""
+
     ok: bool
     version: str | None = Field(description="the rules answering now: the new ones, or the last good ones")
     rules: list[str]
