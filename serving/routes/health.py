@@ -21,15 +21,20 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(services: Services = Depends(get_services)) -> JSONResponse:
-    """Ready to serve: Redis answers (503 with the failing checks otherwise)."""
+    """Ready to serve: Redis answers, rules are live, both models are loaded (503 with what is missing)."""
     checks: dict[str, str] = {}
     try:
         services.redis.ping()
         checks["redis"] = "ok"
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
+    version = services.rules.version
+    checks["rules"] = "ok" if version else "no valid rules loaded (see nbo rules lint)"
+    for model, loaded in services.models.versions.items():
+        checks[f"model:{model}"] = "ok" if loaded else "not loaded (train one: nbo train ...)"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse({"ready": ready, "checks": checks, "rules_version": version,
+                         "models": services.models.versions}, status_code=200 if ready else 503)
 
 
 @router.get("/metrics")

@@ -105,7 +105,10 @@ def test_keys_are_stored_hashed(keys: ApiKeys, redis_client: redis.Redis) -> Non
 
 def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json()["ready"] is True
+    ready = client.get("/readyz")
+    assert ready.status_code == 503  # this app was given no models
+    assert ready.json()["checks"]["redis"] == "ok" and ready.json()["checks"]["rules"] == "ok"
+    assert "not loaded" in ready.json()["checks"]["model:churn"]
     client.get("/healthz")
     metrics = client.get("/metrics").text
     assert 'nbo_request_seconds_count{method="GET",route="/healthz",status="200"}' in metrics

@@ -31,11 +31,11 @@ OPERATIONS = _operations()
 
 
 @pytest.fixture
-def api(settings: Settings, redis_client: redis.Redis):
-    """The app with its services built directly (schemathesis does not run the lifespan)."""
-    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    app.state.services = Services.build(settings, redis_client, clock=lambda: NOW, models=ChampionModels.from_models())
+def api(settings: Settings, redis_client: redis.Redis, churn_result, recommender_result):
+    """The app, ready (real small models), with its services built directly (schemathesis runs no lifespan)."""
+    models = ChampionModels.from_models(churn=churn_result.model, recommender=recommender_result.model)
+    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False, models=models)
+    app.state.services = Services.build(settings, redis_client, clock=lambda: NOW, models=models)
     key = ApiKeys(redis_client).create("admin")
     app.state.services.store.ingest([
         {"event_id": "r", "type": "register", "member_id": "A", "ts": "2026-01-05T10:00:00", "store_id": "S001"},

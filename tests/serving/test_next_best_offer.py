@@ -159,3 +159,9 @@ def test_a_region_key_sees_only_its_regions_members_even_on_a_retry(client: Test
     south = {"Authorization": f"Bearer {ApiKeys(redis_client).create('app', scope='region:south')}"}
     assert ask(client, north, member, request_id="r1").status_code == 200
     assert ask(client, south, member, request_id="r1").status_code == 403
+
+
+def test_ready_once_redis_rules_and_both_models_are_there(client: TestClient) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["models"] == {"churn": "4", "recommender": "2"} and ready.json()["rules_version"]
