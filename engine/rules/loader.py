@@ -344,7 +344,12 @@ def load_rules(directory: Path, points_per_yuan: int = 100) -> LoadedRules:
         problems.append(Problem(str(directory), 1, "the rules directory does not exist"))
     for path in paths:
         shown = _shown(path)
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(shown, 1, f"cannot read the file: {exc}"))
+            invalid.append(InvalidRule(None, shown, 1, None, (problems[-1],)))
+            continue
         files[path.name] = text
         try:
             data, lines = read_yaml(text)
@@ -427,8 +432,13 @@ def _load_model(path: Path, model: type[BaseModel], problems: list[Problem], fil
     if not path.exists():
         return None
     shown = _shown(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(shown, 1, f"cannot read the file: {exc}"))
+        return None
     files[path.name] = text
+    lines: dict[Path_, int] = {}
     try:
         data, lines = read_yaml(text)
         return model.model_validate(data)

@@ -218,3 +218,16 @@ def test_festival_calendar_has_real_dates_for_2025_to_2027() -> None:
     assert calendar.on(day_number(date(2026, 9, 20)))["days_to_mid_autumn"] == 5
     assert calendar.on(day_number(date(2026, 2, 17)))["next_festival"] == "spring_festival"
     assert {"spring_festival", "dragon_boat", "national_day", "qingming"} <= set(calendar.ids)
+
+
+def test_shipped_files_validate_against_schema_json_as_an_editor_would() -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")  # comes with schemathesis (dev)
+    import yaml
+
+    validator = jsonschema_rs.validator_for(json.loads((SHIPPED / "schema.json").read_text(encoding="utf-8")))
+    for path in sorted(SHIPPED.glob("*.yaml")):
+        data = json.loads(json.dumps(yaml.safe_load(path.read_text(encoding="utf-8")), default=str))
+        assert validator.is_valid(data), (path, [e.message for e in validator.iter_errors(data)][:3])
+    misspelt = {"id": "x", "name": "x", "trigger": "checkout", "when": "registered", "then": [{"tag": "t"}],
+                "priorty": 3}
+    assert not validator.is_valid(misspelt)
