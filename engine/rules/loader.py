@@ -286,15 +286,6 @@ def _dotted(loc: Sequence[Any]) -> str:
     return text
 
 
-def _at(data: Any, loc: Sequence[Any]) -> Any:
-    for step in loc:
-        try:
-            data = data[step]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
 def _known_fields(loc: Sequence[Any]) -> list[str]:
     """The field names of the model at ``loc`` of a rule (to suggest a close name for a misspelt one)."""
     candidates: list[type[BaseModel]] = [Rule]
@@ -510,27 +501,30 @@ class _RuleChecker:
                                   implicit=tuple(implicit), condition=condition, coupons=coupons,
                                   face_value=face_value, lines=lines)
 
-    def _to_syntax(self, item: Any, path: Path_, trigger: str | None, problem, found: list[Problem]) -> Syntax:
+    def _to_syntax(self, item: Any, path: Path_, trigger: str | None, problem, found: list[Problem],
+                   negated: bool = False) -> Syntax:
         """A schema condition (text or all/any/not) as syntax; each text is checked alone, at its own line."""
         if isinstance(item, str):
             try:
                 syntax = parse_condition(item)
-                impossible = why_impossible(check(syntax, self.words, trigger), self.features)
+                node = check(syntax, self.words, trigger)
             except ConditionError as exc:
                 found.append(problem(path, str(exc)))
                 raise _Reported from None
+            # Under `not`, a text that can never hold makes a condition that always does: not a mistake here.
+            impossible = None if negated else why_impossible(node, self.features)
             if impossible:
                 found.append(problem(path, impossible))
                 raise _Reported
             return syntax
         if isinstance(item, AllCondition):
-            return AllOf(tuple(self._to_syntax(x, path + ("all", i), trigger, problem, found)
+            return AllOf(tuple(self._to_syntax(x, path + ("all", i), trigger, problem, found, negated)
                                for i, x in enumerate(item.all)))
         if isinstance(item, AnyCondition):
-            return AnyOf(tuple(self._to_syntax(x, path + ("any", i), trigger, problem, found)
+            return AnyOf(tuple(self._to_syntax(x, path + ("any", i), trigger, problem, found, negated)
                                for i, x in enumerate(item.any)))
         assert isinstance(item, NotCondition)
-        return NotOf(self._to_syntax(item.not_, path + ("not",), trigger, problem, found))
+        return NotOf(self._to_syntax(item.not_, path + ("not",), trigger, problem, found, not negated))
 
     def _template_problems(self, raw: dict, problem) -> list[Problem]:
         found = []
@@ -551,10 +545,11 @@ class _RuleChecker:
             return found
         for path, text in _condition_texts(when, ("when",)):
             try:
-                impossible = why_impossible(check(parse_condition(text), self.words, trigger), self.features)
+                node = check(parse_condition(text), self.words, trigger)
             except ConditionError as exc:
                 found.append(problem(path, str(exc)))
                 continue
+            impossible = None if path.count("not") % 2 else why_impossible(node, self.features)
             if impossible:
                 found.append(problem(path, impossible))
         return found

@@ -231,3 +231,17 @@ def test_shipped_files_validate_against_schema_json_as_an_editor_would() -> None
     misspelt = {"id": "x", "name": "x", "trigger": "checkout", "when": "registered", "then": [{"tag": "t"}],
                 "priorty": 3}
     assert not validator.is_valid(misspelt)
+
+
+def test_not_of_a_condition_that_never_holds_is_allowed(rules_dir) -> None:
+    directory = rules_dir({"a.yaml": """
+        id: a
+        name: a
+        trigger: checkout
+        when:
+          all:
+            - basket_total > 0
+            - not: basket_total > 5 and basket_total < 3
+        then: [{tag: t}]
+    """})
+    assert problems(directory) == []
