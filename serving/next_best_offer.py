@@ -137,10 +137,13 @@ class NextBestOffer:
         notes = [f"{d.candidate.rule_id}: {d.why}" for d in dropped]
         kept, refused, reservations = self._reserve_all(ranked, request, now)
         notes += refused
-        offers = [self._make(offer, request, key) for offer in kept]
-        for reservation in reservations.values():
-            if reservation.granted:
-                services.limits.commit(reservation)
+        # Commit each rule's reservation before making its offers: a hold that expired is not spent.
+        committed = {}
+        for rule_id, reservation in reservations.items():
+            committed[rule_id] = reservation.granted and services.limits.commit(reservation)
+            if reservation.granted and not committed[rule_id]:
+                notes.append(f"{rule_id}: its reservation expired before the offer was made")
+        offers = [self._make(offer, request, key) for offer in kept if committed[offer.candidate.rule_id]]
         return offers, holdout, notes
 
     def _make(self, offer: Ranked, request: OfferRequest, key: ApiKey) -> OfferOut:
