@@ -52,23 +52,11 @@ def train_churn_command(
     """``nbo train churn``: train, evaluate against baselines, log and register, write the metrics JSON."""
     from engine.member_state import Programme
     from training.churn import train_churn
-    from training.data import load_transactions
 
-    times = StepTimes()
-    with times.step("load"):
-        data = load_transactions(transactions, fmt)
-    result = train_churn(data.frame, cutoff, horizon_days, Programme.from_settings(settings))
-    times.seconds.update(result.times.seconds)
-    registered = None
-    if register:
-        from training.registry import ModelRegistry
-
-        with times.step("log_and_register"):
-            registered = ModelRegistry.from_settings(settings).log_churn(result, data)
-    metrics = result.metrics_json()
-    _attach_run(metrics, registered, times)
-    _write(metrics_out, metrics)
-    return TrainingRun("churn", metrics, registered, times, data.notes)
+    programme = Programme.from_settings(settings)
+    return _training_run("churn", transactions, fmt, settings, metrics_out, register,
+                         lambda frame: train_churn(frame, cutoff, horizon_days, programme),
+                         lambda registry, result, data: registry.log_churn(result, data))
 
 
 def train_recommender_command(
@@ -81,24 +69,33 @@ def train_recommender_command(
     register: bool = True,
 ) -> TrainingRun:
     """``nbo train recommender``: train, evaluate against baselines, log and register, write the metrics JSON."""
-    from training.data import load_transactions
     from training.recommendation import train_recommender
+
+    return _training_run("recommender", transactions, fmt, settings, metrics_out, register,
+                         lambda frame: train_recommender(frame, test_from, k),
+                         lambda registry, result, data: registry.log_recommender(result, data))
+
+
+def _training_run(kind: str, transactions: Path, fmt: str, settings: Settings, metrics_out: Path | None,
+                  register: bool, train, log) -> TrainingRun:
+    """The steps every training command shares: load, train, log and register, write the metrics."""
+    from training.data import load_transactions
 
     times = StepTimes()
     with times.step("load"):
         data = load_transactions(transactions, fmt)
-    result = train_recommender(data.frame, test_from, k)
+    result = train(data.frame)
     times.seconds.update(result.times.seconds)
     registered = None
     if register:
         from training.registry import ModelRegistry
 
         with times.step("log_and_register"):
-            registered = ModelRegistry.from_settings(settings).log_recommender(result, data)
+            registered = log(ModelRegistry.from_settings(settings), result, data)
     metrics = result.metrics_json()
     _attach_run(metrics, registered, times)
     _write(metrics_out, metrics)
-    return TrainingRun("recommender", metrics, registered, times, data.notes)
+    return TrainingRun(kind, metrics, registered, times, data.notes)
 
 
 def _attach_run(metrics: dict[str, object], registered: ModelVersionInfo | None, times: StepTimes) -> None:

@@ -49,11 +49,8 @@ if window > 0 then redis.call('PEXPIRE', KEYS[1], window + 86400000) end
 return 1
 """
 
-# KEYS: used counters (hash), holds by deadline (sorted set), hold records (hash); one rule's slot.
-# ARGV: token, now (ms), deadline (ms), coupons, amount (fen), n, then n times:
-#       coupons field, amount field, coupon limit (-1: none), amount limit in fen (-1: none).
-# Returns {1} taken, or {0, 'coupons'|'amount', i} for the first budget i that refuses.
-_BUDGET_LUA = r"""
+# Shared by the budget and settle scripts: undo a hold record ("coupons\namount\nfield\nfield...").
+_GIVE_BACK_LUA = r"""
 local function give_back(record)
   local fields = {}
   for part in string.gmatch(record, '[^\n]+') do fields[#fields + 1] = part end
@@ -63,6 +60,13 @@ local function give_back(record)
     redis.call('HINCRBY', KEYS[1], fields[i + 1], 0 - amount)
   end
 end
+"""
+
+# KEYS: used counters (hash), holds by deadline (sorted set), hold records (hash); one rule's slot.
+# ARGV: token, now (ms), deadline (ms), coupons, amount (fen), n, then n times:
+#       coupons field, amount field, coupon limit (-1: none), amount limit in fen (-1: none).
+# Returns {1} taken, or {0, 'coupons'|'amount', i} for the first budget i that refuses.
+_BUDGET_LUA = _GIVE_BACK_LUA + r"""
 local now = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
 for _, token in ipairs(expired) do
@@ -97,19 +101,11 @@ return {1}
 
 # KEYS: used, holds, records. ARGV: token, 'commit' | 'release'.
 # Returns 1 if the hold was still there (committed or given back), 0 if it had expired or is unknown.
-_SETTLE_LUA = r"""
+_SETTLE_LUA = _GIVE_BACK_LUA + r"""
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
 local record = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
-if ARGV[2] == 'release' and record then
-  local fields = {}
-  for part in string.gmatch(record, '[^\n]+') do fields[#fields + 1] = part end
-  local coupons, amount = tonumber(fields[1]), tonumber(fields[2])
-  for i = 3, #fields, 2 do
-    redis.call('HINCRBY', KEYS[1], fields[i], 0 - coupons)  -- not -x: Lua's -0 reaches Redis as '-0', which HINCRBY refuses
-    redis.call('HINCRBY', KEYS[1], fields[i + 1], 0 - amount)
-  end
-end
+if ARGV[2] == 'release' and record then give_back(record) end
 return 1
 """
 
