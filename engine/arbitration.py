@@ -67,7 +67,7 @@ def expected_value(candidate: Candidate, features: dict, basket_total: float, ru
     coupon = candidate.coupon
     if coupon is not None:
         spend = max(spend, coupon.min_spend)
-        cost = spend * coupon.value / 100 if coupon.kind == "percent_off" else coupon.value
+        cost = coupon.face_value(spend) if coupon.kind == "percent_off" else coupon.value
     return propensity, round(propensity * (rules.margin_rate * spend - cost), 4)
 
 

@@ -42,11 +42,14 @@ class CouponTerms:
     min_spend: float = 0.0
     sku: str | None = None
     name: str = ""
+    max_value: float | None = None
+    """The most a percent-off coupon is worth in yuan (budgets count this)."""
 
     def face_value(self, basket_total: float | None = None) -> float:
-        """The yuan it is worth: amount off, the item's value, or percent of a basket (if known)."""
+        """The yuan it is worth: amount off, the item's value, or percent of a basket (capped at max_value)."""
         if self.kind == "percent_off":
-            return round((basket_total or 0.0) * self.value / 100, 2)
+            value = round((basket_total or 0.0) * self.value / 100, 2)
+            return min(value, self.max_value) if self.max_value is not None else value
         return float(self.value)
 
 

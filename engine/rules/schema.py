@@ -358,7 +358,7 @@ class CouponTemplate(_Strict):
         value = {"percent_off": self.percent_off, "amount_off": self.amount_off, "free_item": self.value}[self.kind]
         return CouponTerms(template=template_id, kind=self.kind, value=float(value),
                            valid_days=valid_days or self.valid_days, min_spend=self.min_spend, sku=self.sku,
-                           name=self.name)
+                           name=self.name, max_value=self.max_value)
 
 
 class CouponsFile(_Strict):

@@ -40,6 +40,9 @@ def test_expected_value_follows_the_documented_formula() -> None:
     assert value == round(0.12 * (0.25 * 200 - 50), 4)  # threshold coupon: spend is at least 200
     _, pct = expected_value(coupon("y", PCT20), MEMBER, 30.0, RULES)
     assert pct == round(0.12 * (0.25 * 60 - 0.2 * 60), 4)
+    capped = CouponTerms("PCT20", "percent_off", 20, valid_days=14, max_value=5)
+    _, capped_value = expected_value(coupon("c", capped), MEMBER, 30.0, RULES)
+    assert capped_value == round(0.12 * (0.25 * 60 - 5), 4)  # 20% of 60 is 12, capped at 5
     loyal, _ = expected_value(coupon("z"), MEMBER | {"coupons_redeemed": 9}, 30.0, RULES)
     assert loyal == round(0.12 * 1.5, 4)
 
