@@ -11,7 +11,7 @@ store, no coupons (nothing can be reserved or recorded). A missing model degrade
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from prometheus_client import Counter
@@ -30,6 +30,7 @@ OFFERS_MADE = Counter("nbo_offers_total", "offers made at checkout, by rule and 
 DEGRADED = Counter("nbo_degraded_answers_total", "answers made without the feature store or a model", ["why"])
 ANSWER_TTL_SECONDS = 86_400
 RECOMMENDATIONS = 5
+RANKED_FOR_RULES = 50
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
@@ -48,6 +49,8 @@ class _Member:
     state: MemberState | None
     features: dict
     degraded: list[str]
+    ranked: list = field(default_factory=list)
+    """The recommender's best items for this member and basket (best first), scored once per request."""
 
 
 class NextBestOffer:
@@ -118,12 +121,14 @@ class NextBestOffer:
         basket = [line.sku for line in request.basket]
         who = member.state if member.state is not None else request.member_id
         try:
-            found = self.services.models.recommend(who, basket, RECOMMENDATIONS)
+            # Deeper than the answer's list: category recommendations of the rules pick from it too.
+            member.ranked = self.services.models.recommend(who, basket, RANKED_FOR_RULES)
         except ModelUnavailable:
             DEGRADED.labels("recommender").inc()
             member.degraded.append("recommender")
             return []
-        return [RecommendationOut(sku=r.sku, score=round(float(r.score), 4), reason=r.reason) for r in found]
+        return [RecommendationOut(sku=r.sku, score=round(float(r.score), 4), reason=r.reason)
+                for r in member.ranked[:RECOMMENDATIONS]]
 
     def _offers(self, request: OfferRequest, member: _Member, churn: ChurnOut, now, key: ApiKey):
         """Rules -> arbitration -> holdouts and limits -> coupons; returns (offers, holdout, notes)."""
@@ -189,7 +194,7 @@ class NextBestOffer:
                 elif kind == "award_points":
                     candidates.append(Candidate(kind="points", points=body.points, extra={"firing": firing}, **base))
                 elif kind == "recommend":
-                    skus = self._products(request, member, body, basket)
+                    skus = self._products(member, body, basket)
                     if skus:
                         candidates.append(Candidate(kind="recommend", skus=tuple(skus),
                                                     extra={"firing": firing, "message": body.reason or None}, **base))
@@ -200,18 +205,13 @@ class NextBestOffer:
                     candidates.append(Candidate(kind="tag", extra={"firing": firing, "message": body}, **base))
         return candidates, list(evaluation.holdout)
 
-    def _products(self, request: OfferRequest, member: _Member, action, basket: set[str]) -> list[str]:
+    def _products(self, member: _Member, action, basket: set[str]) -> list[str]:
         """The products a recommend action names: its SKUs, then the recommender's best in its categories."""
         chosen = [sku for sku in action.skus if not (action.exclude_basket and sku in basket)]
         if action.categories and len(chosen) < action.k:
             wanted = set(action.categories)
-            who = member.state if member.state is not None else request.member_id
-            try:
-                ranked = self.services.models.recommend(who, sorted(basket), 50)
-            except ModelUnavailable:
-                ranked = []
             catalogue = self.services.catalogue
-            chosen += [r.sku for r in ranked if catalogue.get(r.sku) in wanted and r.sku not in chosen]
+            chosen += [r.sku for r in member.ranked if catalogue.get(r.sku) in wanted and r.sku not in chosen]
         return chosen[: action.k]
 
     def _reserve_all(self, ranked: list[Ranked], request: OfferRequest, now) -> tuple[list[Ranked], list[str], dict]:
