@@ -25,7 +25,6 @@ import redis
 from engine.events import Event, parse_event
 from engine.features import member_features
 from engine.member_state import (
-    DAYS,
     INCREMENTED_PARTS,
     PARTS,
     PROFILE,
@@ -402,4 +401,4 @@ def _encode(value: object) -> object:
     return repr(value) if isinstance(value, float) else value
 
 
-__all__ = ["FeatureStore", "IngestResult", "Rejection", "member_key", "event_key", "DAYS"]
+__all__ = ["FeatureStore", "IngestResult", "Rejection", "member_key", "event_key"]

@@ -11,7 +11,6 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import redis
 from rich.console import Console
 from rich.table import Table
@@ -19,12 +18,8 @@ from rich.table import Table
 from engine.feature_store import FeatureStore
 from engine.member_state import Programme
 from engine.redis_server import start_redis_server
+from engine.rules.benchmark import latency_percentiles_us
 from engine.settings import Settings
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    arr = np.array(samples) * 1e6
-    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
 
 
 def redis_benchmark_hset(port: int, requests: int = 200_000, pipeline: int = 64) -> float | None:
@@ -138,9 +133,9 @@ def run_ingest_benchmark(
         finally:
             server.stop()
 
-    read_p50, read_p99 = _percentiles(read_samples)
-    feat_p50, feat_p99 = _percentiles(feature_samples)
-    ping_p50, ping_p99 = _percentiles(ping_samples)
+    read_p50, read_p99 = latency_percentiles_us(read_samples)
+    feat_p50, feat_p99 = latency_percentiles_us(feature_samples)
+    ping_p50, ping_p99 = latency_percentiles_us(ping_samples)
     table = Table(title=f"nbo bench ingest ({events:,} purchases, {members:,} members, batch {batch})")
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -87,7 +87,8 @@ def _member(at: datetime, programme: Programme) -> tuple[dict, RequestContext]:
     return features, RequestContext(at=at, member_id="M0000001", store_id="S001", channel="pos", basket=basket)
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
+def latency_percentiles_us(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 in microseconds of durations in seconds."""
     values = np.array(samples) * 1e6
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
@@ -114,7 +115,7 @@ def measure_latency(n_rules: int, programme: Programme, shipped: Path, evaluatio
             evaluation = runtime.evaluate("checkout", features, context)
             samples.append(time.perf_counter() - started)
             fired += len(evaluation.firings)
-        p50, p99 = _percentiles(samples)
+        p50, p99 = latency_percentiles_us(samples)
         fact = runtime.fact("checkout", features, context)
         tests = [predicate(rule.condition) for rule in runtime.compiled.rules]
         reference = []
@@ -123,7 +124,7 @@ def measure_latency(n_rules: int, programme: Programme, shipped: Path, evaluatio
             [test(fact) for test in tests]
             reference.append(time.perf_counter() - started)
         host = _host_latency(runtime, fact) if with_host else None
-        return LatencyRow(n_rules, fired / evaluations, p50, p99, _percentiles(reference)[0], host,
+        return LatencyRow(n_rules, fired / evaluations, p50, p99, latency_percentiles_us(reference)[0], host,
                           len(runtime.compiled.shards["checkout"]))
 
 
@@ -156,7 +157,7 @@ def _host_latency(runtime: RuleRuntime, fact: dict, evaluations: int = 1000) -> 
             pass
         host.retract_fact(name, message)
         samples.append(time.perf_counter() - started)
-    return _percentiles(samples)[0]
+    return latency_percentiles_us(samples)[0]
 
 
 def measure_memory(programme: Programme, shipped: Path, evaluations: int = 200_000) -> tuple[float, float]:
