@@ -16,7 +16,7 @@ The small public surface:
 from engine.rules.backtest import BacktestReport, RuleBacktest, backtest, backtest_history
 from engine.rules.context import TRIGGERS, BasketLine, RequestContext
 from engine.rules.examples import ExampleReport, ExampleResult, run_examples
-from engine.rules.limits import BudgetUse, Reservation, RuleLimits, in_holdout
+from engine.rules.limits import Ask, BudgetUse, Reservation, RuleLimits, in_holdout
 from engine.rules.loader import CheckedRule, LoadedRules, Problem, load_rules
 from engine.rules.runtime import (
     Evaluation,
@@ -32,7 +32,7 @@ from engine.rules.schema import CouponTemplate, Rule, action_body, action_kind, 
 __all__ = [
     "TRIGGERS", "BacktestReport", "BasketLine", "BudgetUse", "CheckedRule", "CouponTemplate", "Evaluation",
     "ExampleReport", "ExampleResult", "Firing", "LoadedRules", "Problem", "ReloadReport", "RequestContext",
-    "Reservation", "Rule", "RuleBacktest", "RuleEngineError", "RuleLimits", "RuleRuntime", "RuleStatus",
+    "Ask", "Reservation", "Rule", "RuleBacktest", "RuleEngineError", "RuleLimits", "RuleRuntime", "RuleStatus",
     "action_body", "action_kind", "backtest", "backtest_history", "in_holdout", "json_schema", "load_rules",
     "run_examples", "schema_text", "start_watching", "write_schema",
 ]

@@ -16,6 +16,11 @@
 Member keys and rule keys live in different slots (Redis Cluster runs a script in one slot), so
 a reservation takes the member cap first and gives it back if a budget refuses: a budget can be
 under-used for a moment, never overspent. Every function takes the clock ("now") as an argument.
+
+* **Idempotent tokens.** A caller that can retry after a crash (the automated triggers) passes a
+  deterministic token (rule, member, period): reserving or committing the same token again is
+  granted without taking anything a second time, so a re-run never spends a budget twice.
+  ``reserve_many`` / ``commit_many`` do the same for many firings in a few round trips.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -40,6 +45,7 @@ _MASK64 = (1 << 64) - 1
 # KEYS[1] the member's reservations for one rule (sorted set, score = time in ms).
 # ARGV: token, now (ms), window (ms, 0 = for ever), most reservations in the window.
 _MEMBER_CAP_LUA = r"""
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
 local now = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 if window > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - window)) end
@@ -62,10 +68,12 @@ local function give_back(record)
 end
 """
 
-# KEYS: used counters (hash), holds by deadline (sorted set), hold records (hash); one rule's slot.
+# KEYS: used counters (hash), holds by deadline (sorted set), hold records (hash), committed
+#       tokens (sorted set by time); one rule's slot.
 # ARGV: token, now (ms), deadline (ms), coupons, amount (fen), n, then n times:
 #       coupons field, amount field, coupon limit (-1: none), amount limit in fen (-1: none).
-# Returns {1} taken, or {0, 'coupons'|'amount', i} for the first budget i that refuses.
+# Returns {1} taken (or already held or committed under this token), or {0, 'coupons'|'amount', i}
+# for the first budget i that refuses.
 _BUDGET_LUA = _GIVE_BACK_LUA + r"""
 local now = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
@@ -75,6 +83,7 @@ for _, token in ipairs(expired) do
   redis.call('ZREM', KEYS[2], token)
   redis.call('HDEL', KEYS[3], token)
 end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 or redis.call('ZSCORE', KEYS[4], ARGV[1]) then return {1} end
 local coupons, amount = tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = tonumber(ARGV[6])
 for i = 0, n - 1 do
@@ -99,13 +108,23 @@ redis.call('HSET', KEYS[3], ARGV[1], record)
 return {1}
 """
 
-# KEYS: used, holds, records. ARGV: token, 'commit' | 'release'.
-# Returns 1 if the hold was still there (committed or given back), 0 if it had expired or is unknown.
+# KEYS: used, holds, records, committed. ARGV: token, 'commit' | 'release', now (ms), keep ('1': remember
+# the committed token for two days, so a retry with the same token is known).
+# Returns 1 if the hold was still there (committed or given back) or was committed before under
+# this token, 0 if it had expired or is unknown.
 _SETTLE_LUA = _GIVE_BACK_LUA + r"""
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
+  if ARGV[2] == 'commit' and redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 1 end
+  return 0
+end
 local record = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 if ARGV[2] == 'release' and record then give_back(record) end
+if ARGV[2] == 'commit' and ARGV[4] == '1' then
+  local now = tonumber(ARGV[3])
+  redis.call('ZADD', KEYS[4], now, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 2 * 86400000)
+end
 return 1
 """
 
@@ -173,6 +192,23 @@ class Reservation:
     reason: str = ""
     has_budget: bool = False
     has_cap: bool = False
+    idempotent: bool = False
+    """The token was the caller's (deterministic): a retry with it is the same reservation."""
+    at: datetime | None = None
+    """When it was asked for (the caller's clock)."""
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One firing's share of a rule's limits, for ``reserve_many``; ``token`` makes it idempotent."""
+
+    rule: Rule
+    member_id: str
+    now: datetime
+    store_id: str | None = None
+    coupons: int = 1
+    amount: float = 0.0
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +228,8 @@ def member_key(member_id: str, rule_id: str) -> str:
 
 
 def _rule_keys(rule_id: str) -> list[str]:
-    return [f"rl:{{{rule_id}}}:used", f"rl:{{{rule_id}}}:holds", f"rl:{{{rule_id}}}:records"]
+    return [f"rl:{{{rule_id}}}:used", f"rl:{{{rule_id}}}:holds", f"rl:{{{rule_id}}}:records",
+            f"rl:{{{rule_id}}}:committed"]
 
 
 def period_key(period: str, local_day: date) -> str:
@@ -227,60 +264,96 @@ class RuleLimits:
         return (now.astimezone(self.timezone) if now.tzinfo is not None else now).date()
 
     def reserve(self, rule: Rule, member_id: str, now: datetime, store_id: str | None = None,
-                coupons: int = 1, amount: float = 0.0) -> Reservation:
+                coupons: int = 1, amount: float = 0.0, token: str | None = None) -> Reservation:
         """Take one firing's share of the rule's cap and budgets, atomically; refused with the reason if any is spent.
 
         ``coupons`` and ``amount`` (yuan) are what this firing costs (see ``CheckedRule.coupons`` and
-        ``face_value``). Nothing is taken when refused.
+        ``face_value``). Nothing is taken when refused. A caller's ``token`` makes it idempotent.
         """
-        limits = rule.limits
-        token = secrets.token_hex(8)
-        now_ms = self._ms(now)
-        cap = limits.member_cap if limits is not None else None
-        budgets = self._budgets(rule, store_id, now)
-        base = dict(rule_id=rule.id, member_id=member_id, token=token, store_id=store_id, coupons=coupons,
-                    amount=amount, has_budget=bool(budgets), has_cap=cap is not None)
-        if cap is not None:
-            count, days = cap
-            granted = self._member_cap(keys=[member_key(member_id, rule.id)],
-                                       args=[token, now_ms, (days or 0) * DAY_MS, count])
-            if not granted:
-                window = f"{days} days" if days else "ever"
-                return Reservation(granted=False, reason=f"member cap reached: {limits.per_member} "
-                                   f"({count} in {window})", **base)
-        if budgets:
-            fen = round(amount * 100) if math.isfinite(amount) else 0
-            args: list[object] = [token, now_ms, now_ms + self.hold_ms, coupons, fen, len(budgets)]
-            for _, budget, field_prefix in budgets:
-                args += [f"c|{field_prefix}", f"a|{field_prefix}",
-                         budget.coupons if budget.coupons is not None else -1,
-                         round(budget.amount * 100) if budget.amount is not None else -1]
-            result = self._budget(keys=_rule_keys(rule.id), args=args)
-            if int(result[0]) != 1:
-                what, index = _text(result[1]), int(result[2])
-                if cap is not None:
-                    self.redis.zrem(member_key(member_id, rule.id), token)
-                label = budgets[index - 1][0]
-                return Reservation(granted=False, reason=f"{label} budget of {what} spent", **base)
-        return Reservation(granted=True, **base)
+        return self.reserve_many([Ask(rule, member_id, now, store_id, coupons, amount, token)])[0]
+
+    def reserve_many(self, asks: Sequence[Ask]) -> list[Reservation]:
+        """``reserve`` for many firings in at most three round trips, in order (earlier asks are served first)."""
+        plans = []
+        for ask in asks:
+            limits = ask.rule.limits
+            cap = limits.member_cap if limits is not None else None
+            budgets = self._budgets(ask.rule, ask.store_id, ask.now)
+            token = ask.token or secrets.token_hex(8)
+            base = dict(rule_id=ask.rule.id, member_id=ask.member_id, token=token, store_id=ask.store_id,
+                        coupons=ask.coupons, amount=ask.amount, has_budget=bool(budgets), has_cap=cap is not None,
+                        idempotent=ask.token is not None, at=ask.now)
+            plans.append((ask, cap, budgets, base))
+        refused: dict[int, str] = {}
+        capped = [i for i, (_, cap, _, _) in enumerate(plans) if cap is not None]
+        if capped:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in capped:
+                ask, (count, days), _, base = plans[i]
+                self._member_cap(keys=[member_key(ask.member_id, ask.rule.id)],
+                                 args=[base["token"], self._ms(ask.now), (days or 0) * DAY_MS, count], client=pipe)
+            for i, granted in zip(capped, pipe.execute()):
+                if not granted:
+                    ask, (count, days), _, _ = plans[i]
+                    window = f"{days} days" if days else "ever"
+                    refused[i] = f"member cap reached: {ask.rule.limits.per_member} ({count} in {window})"
+        budgeted = [i for i, plan in enumerate(plans) if plan[2] and i not in refused]
+        if budgeted:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in budgeted:
+                ask, _, budgets, base = plans[i]
+                now_ms = self._ms(ask.now)
+                fen = round(ask.amount * 100) if math.isfinite(ask.amount) else 0
+                args: list[object] = [base["token"], now_ms, now_ms + self.hold_ms, ask.coupons, fen, len(budgets)]
+                for _, budget, field_prefix in budgets:
+                    args += [f"c|{field_prefix}", f"a|{field_prefix}",
+                             budget.coupons if budget.coupons is not None else -1,
+                             round(budget.amount * 100) if budget.amount is not None else -1]
+                self._budget(keys=_rule_keys(ask.rule.id), args=args, client=pipe)
+            give_back = self.redis.pipeline(transaction=False)
+            for i, result in zip(budgeted, pipe.execute()):
+                if int(result[0]) != 1:
+                    ask, cap, budgets, base = plans[i]
+                    if cap is not None:
+                        give_back.zrem(member_key(ask.member_id, ask.rule.id), base["token"])
+                    refused[i] = f"{budgets[int(result[2]) - 1][0]} budget of {_text(result[1])} spent"
+            if len(give_back):
+                give_back.execute()
+        return [Reservation(granted=i not in refused, reason=refused.get(i, ""), **base)
+                for i, (_, _, _, base) in enumerate(plans)]
 
     def commit(self, reservation: Reservation) -> bool:
         """Make a granted reservation final; False if its hold had expired (then make no offer)."""
-        if not reservation.granted:
-            return False
-        if not reservation.has_budget:
-            return True
-        settled = self._settle(keys=_rule_keys(reservation.rule_id), args=[reservation.token, "commit"])
-        if not settled and reservation.has_cap:
-            self.redis.zrem(member_key(reservation.member_id, reservation.rule_id), reservation.token)
-        return bool(settled)
+        return self.commit_many([reservation])[0]
+
+    def commit_many(self, reservations: Sequence[Reservation]) -> list[bool]:
+        """``commit`` for many reservations in one or two round trips."""
+        results = [r.granted and not r.has_budget for r in reservations]
+        settling = [i for i, r in enumerate(reservations) if r.granted and r.has_budget]
+        if not settling:
+            return results
+        pipe = self.redis.pipeline(transaction=False)
+        for i in settling:
+            r = reservations[i]
+            at_ms = self._ms(r.at) if r.at is not None else 0
+            self._settle(keys=_rule_keys(r.rule_id), args=[r.token, "commit", at_ms, "1" if r.idempotent else "0"],
+                         client=pipe)
+        lost = self.redis.pipeline(transaction=False)
+        for i, settled in zip(settling, pipe.execute()):
+            results[i] = bool(settled)
+            r = reservations[i]
+            if not settled and r.has_cap:
+                lost.zrem(member_key(r.member_id, r.rule_id), r.token)
+        if len(lost):
+            lost.execute()
+        return results
 
     def release(self, reservation: Reservation) -> None:
         """Give a granted reservation back (the offer was not made): the cap and the budgets are free again."""
         if not reservation.granted:
             return
         if reservation.has_budget:
-            self._settle(keys=_rule_keys(reservation.rule_id), args=[reservation.token, "release"])
+            self._settle(keys=_rule_keys(reservation.rule_id), args=[reservation.token, "release", 0, "0"])
         if reservation.has_cap:
             self.redis.zrem(member_key(reservation.member_id, reservation.rule_id), reservation.token)
 
