@@ -109,6 +109,14 @@ class CouponRedeemedEvent(_EventBase):
     value: float = Field(0, ge=0, le=1_000_000)
 
 
+class PointsAwardedEvent(_EventBase):
+    """Bonus points given to a member (a rule's ``award_points``); they expire like earned points."""
+
+    type: Literal["points_awarded"]
+    points: int = Field(gt=0, le=1_000_000)
+    rule_id: ShortText | None = None
+
+
 class ProfileEvent(_EventBase):
     """Changes to profile fields; absent fields stay as they are."""
 
@@ -136,6 +144,7 @@ Event = Annotated[
         QuestionnaireEvent,
         ReferralEvent,
         CouponRedeemedEvent,
+        PointsAwardedEvent,
         ProfileEvent,
         ConsentEvent,
     ],
@@ -143,7 +152,7 @@ Event = Annotated[
 ]
 EVENT_TYPES: tuple[str, ...] = (
     "register", "purchase", "checkin", "share", "questionnaire",
-    "referral", "coupon_redeemed", "profile", "consent",
+    "referral", "coupon_redeemed", "points_awarded", "profile", "consent",
 )
 
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

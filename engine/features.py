@@ -60,6 +60,7 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef("recency_days", "int", "days since the last purchase (0: today)", nullable=True),
     *_window_defs(),
     FeatureDef("month_spend", "float", "spend this calendar month"),
+    FeatureDef("month_orders", "int", "purchases (baskets) this calendar month, today included"),
     FeatureDef("avg_basket", "float", "average basket value since joining (0 without purchases)"),
     FeatureDef("orders_total", "int", "purchases since joining"),
     FeatureDef("spend_total", "float", "spend since joining"),
@@ -93,7 +94,7 @@ def member_features(state: MemberState | None, as_of: datetime | date, programme
         today = day_number(as_of)
     state = state or MemberState(member_id="")
     profile = state.profile
-    counts, spends = _window_sums(state.days, today)
+    counts, spends, orders_this_month = _window_sums(state.days, today)
     orders = float(profile.get("orders", 0.0))
     spend = float(profile.get("spend", 0.0))
     reg_day = profile.get("reg_day")
@@ -121,6 +122,7 @@ def member_features(state: MemberState | None, as_of: datetime | date, programme
         features[f"monetary_{w}d"] = round(spends[w], 2)
     features.update({
         "month_spend": round(month_spend(state, today), 2),
+        "month_orders": orders_this_month,
         "avg_basket": round(spend / orders, 2) if orders else 0.0,
         "orders_total": int(orders),
         "spend_total": round(spend, 2),
@@ -145,19 +147,27 @@ def member_features(state: MemberState | None, as_of: datetime | date, programme
     return features
 
 
-def _window_sums(days: dict[str, float], today: int) -> tuple[dict[int, float], dict[int, float]]:
-    """Baskets and spend (yuan) in each window ending today, from the daily buckets (one pass)."""
+def _window_sums(days: dict[str, float], today: int) -> tuple[dict[int, float], dict[int, float], int]:
+    """Baskets and spend (yuan) in each window ending today, and baskets this calendar month, from the
+    daily buckets (one pass)."""
     counts = dict.fromkeys(WINDOWS, 0.0)
     spends = dict.fromkeys(WINDOWS, 0.0)
+    month_age = day_to_date(today).day - 1  # days since the 1st of this month
+    month_orders = 0.0
     for key, value in days.items():
         age = today - int(key[1:])
         if age < 0:
             continue  # a bucket after "as of" never counts (back-dated reads, replays)
-        target = counts if key[0] == "n" else spends
+        if key[0] == "n":
+            target = counts
+            if age <= month_age:
+                month_orders += value
+        else:
+            target = spends
         for w in WINDOWS:
             if age < w:
                 target[w] += value
-    return counts, {w: total / 100 for w, total in spends.items()}  # buckets hold fen
+    return counts, {w: total / 100 for w, total in spends.items()}, int(month_orders)  # buckets hold fen
 
 
 def rfm_segment(features: dict[str, object], programme: Programme) -> str:

@@ -23,6 +23,7 @@ from engine.events import (
     ConsentEvent,
     CouponRedeemedEvent,
     Event,
+    PointsAwardedEvent,
     ProfileEvent,
     PurchaseEvent,
     QuestionnaireEvent,
@@ -428,6 +429,11 @@ def _coupon_redeemed(w: StateWriter, e: CouponRedeemedEvent, p: Programme) -> No
     w.incr(PROFILE, "coupons_redeemed", 1)
 
 
+def _points_awarded(w: StateWriter, e: PointsAwardedEvent, p: Programme) -> None:
+    # A bonus lot of the event's month: used and expired FIFO with earned points; no growth value.
+    w.incr(MONTHS, f"p{month_index(p.day_of(e.ts))}", e.points)
+
+
 def _profile(w: StateWriter, e: ProfileEvent, p: Programme) -> None:
     _set_profile_fields(w, e.store_id, e.region, e.birthday, e.phone, p)
 
@@ -467,6 +473,7 @@ _HANDLERS: dict[type, Callable[[StateWriter, Event, Programme], None]] = {
     QuestionnaireEvent: _questionnaire,
     ReferralEvent: _referral,
     CouponRedeemedEvent: _coupon_redeemed,
+    PointsAwardedEvent: _points_awarded,
     ProfileEvent: _profile,
     ConsentEvent: _consent,
 }
