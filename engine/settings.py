@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     event_dedup_days: int = Field(35, ge=1, description="how long an event_id is remembered for exactly-once")
     stream_consumer: bool = Field(True, description="consume the events Redis Stream inside `nbo serve`")
     model_reload_seconds: float = Field(60, gt=0, description="how often serving asks the registry for new champions")
+    redis_circuit_failures: int = Field(
+        3, ge=0, description="consecutive Redis connection errors or timeouts that open the circuit (0: no circuit)")
+    redis_circuit_cooldown_seconds: float = Field(
+        2.0, gt=0, description="while the circuit is open, calls fail at once; then one call probes Redis")
 
     tiers: TierThresholds = Field(default_factory=TierThresholds)
     growth: GrowthRules = Field(default_factory=GrowthRules)

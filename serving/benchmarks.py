@@ -8,6 +8,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from rich.table import Table
 
 from engine.feature_store import FeatureStore
 from engine.member_state import Programme
-from engine.redis_server import start_redis_server
+from engine.redis_server import RedisServer, start_redis_server
 from engine.rules.benchmark import latency_percentiles_us
 from engine.settings import Settings
 
@@ -154,30 +157,217 @@ def run_ingest_benchmark(
     return {"ingest_per_s": ingest_rate, "parallel_ingest_per_s": parallel_rate, "hset_per_s": hset_rate, "read_p99_us": read_p99, "features_p99_us": feat_p99}
 
 
-# --- nbo bench api ---------------------------------------------------------------------------
+# --- a service under test: its own Redis, rules, models and var dir; servers in other processes ---
 
 
-def _wait_ready(port: int, seconds: float = 120) -> None:
-    import urllib.request
+@dataclass
+class ServerProcess:
+    """``nbo serve`` running in another process (uvicorn; with workers, a supervisor and its children)."""
 
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    process: subprocess.Popen
+    port: int
+    log: Path
+    """The server's stdout and stderr (JSON log lines)."""
+
+    def wait_ready(self, seconds: float = 120) -> None:
+        """Wait until ``/readyz`` says 200 (raise, with the log's tail, if the process exits or time runs out)."""
+        import urllib.request
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the server on port {self.port} did not become ready:\n{self.log_text()[-3000:]}")
+
+    def get_json(self, path: str, key: str | None = None, timeout: float = 5) -> tuple[int, dict]:
+        """GET ``path`` on a new connection (so successive calls may reach different workers)."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the server on port {port} did not become ready")
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def processes(self) -> list:
+        """The server's processes (psutil): the main one and its children."""
+        import psutil
+
+        main = psutil.Process(self.process.pid)
+        return [main, *main.children(recursive=True)]
+
+    def worker_pids(self) -> set[int]:
+        """The processes that answer requests: the workers under a supervisor, else the one process."""
+        processes = self.processes()
+        children = [p for p in processes[1:] if "python" in p.name().lower()]
+        return {p.pid for p in children} or {processes[0].pid}
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the whole server (psutil, summed over its processes)."""
+        import psutil
+
+        total = 0
+        for process in self.processes():
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
 
 
-def _serve(env: dict, port: int, workers: int):
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration (Settings() and MLflow read them)."""
     import os
-    import sys
 
-    command = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass
+class BenchService:
+    """Everything a server under test uses, under ``root``: a Redis it can stop and start again on the
+    same port (append-only file, so data survives), a rules directory, an MLflow store, a var dir,
+    an admin key, and the members and SKUs the load can use."""
+
+    root: Path
+    redis: RedisServer
+    key: str = ""
+    members: list[str] = field(default_factory=list)
+    skus: list[str] = field(default_factory=list)
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.root / "rules"
+
+    @property
+    def var_dir(self) -> Path:
+        return self.root / "var"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"REDIS_URL": self.redis.url, "NBO_VAR_DIR": str(self.var_dir), "NBO_RULES_DIR": str(self.rules_dir),
+                "NBO_MLFLOW_TRACKING_URI": f"sqlite:///{self.root}/mlruns/mlflow.db",
+                "NBO_MLFLOW_ARTIFACTS_DIR": str(self.root / "mlruns" / "artifacts"), "NBO_PII_KEY": "bench"}
+
+    @classmethod
+    def create(cls, root: Path, rule_files: list[Path] | None = None) -> BenchService:
+        """A fresh Redis and a rules directory with ``rule_files`` (default: the shipped rules)."""
+        rules = root / "rules"
+        rules.mkdir(parents=True, exist_ok=True)
+        for path in rule_files if rule_files is not None else sorted(REPO_RULES.glob("*.yaml")):
+            shutil.copy(path, rules / path.name)
+        return cls(root=root, redis=start_redis_server(root / "redis", persistent=True))
+
+    def settings(self) -> Settings:
+        with environment(self.env):
+            return Settings()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis.url, decode_responses=True)
+
+    def serve(self, workers: int = 1, **env: str) -> ServerProcess:
+        """Start ``nbo serve`` in another process on a free port (``env``: more variables, e.g.
+        ``NBO_MODEL_RELOAD_SECONDS="1"``); its output goes to a log file under ``root``."""
+        import os
+        import sys
+
+        from engine.redis_server import free_port
+
+        port = free_port()
+        log = self.root / f"server-{port}.log"
+        command = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port), "--workers", str(workers)]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, env={**os.environ, **self.env, **env}, stdout=out,
+                                       stderr=subprocess.STDOUT)
+        return ServerProcess(process, port, log)
+
+    def stop_redis(self) -> None:
+        self.redis.stop()
+
+    def start_redis(self) -> None:
+        """Start Redis again on the same port and folder (the append-only file brings the data back)."""
+        self.redis = start_redis_server(self.redis.directory, port=self.redis.port, persistent=True)
+
+    def close(self) -> None:
+        import os
+        import signal
+
+        try:
+            os.kill(self.redis.pid, signal.SIGCONT)  # a chaos run may have left it paused
+        except ProcessLookupError:
+            pass
+        self.redis.stop()
+
+
+REPO_RULES = Path(__file__).resolve().parents[1] / "rules"
+
+
+@contextmanager
+def demo_service(root: Path, console: Console, rule_files: list[Path] | None = None,
+                 members: int = 0, days: int = 7) -> Iterator[BenchService]:
+    """A service holding the demo (2,000 members with 180 days, models trained on them) plus
+    ``members`` synthetic members with ``days`` of history; stopped at the end."""
+    from engine.ingestion import backfill
+    from serving.demo import prepare_demo
+
+    service = BenchService.create(root, rule_files)
+    try:
+        settings = service.settings()
+        with environment(service.env):
+            console.print("preparing: demo data and models ...")
+            info = prepare_demo(settings, say=lambda text: None)
+        import pandas as pd
+
+        demo = pd.read_parquet(settings.var_dir / "data" / "demo" / "transactions.parquet", columns=["member_id"])
+        service.key = info.key
+        service.members = sorted(demo["member_id"].astype(str).unique())
+        service.skus = pd.read_parquet(settings.var_dir / "catalogue.parquet")["sku"].astype(str).tolist()
+        if members:
+            from engine.synthetic import generate
+
+            console.print(f"preparing: {members:,} more members with {days} days of history ...")
+            data = generate(members=members, days=days, seed=11)
+            store = FeatureStore(service.client(), Programme.from_settings(settings))
+            backfill(store, data.transactions, data.members)
+            service.members = data.members["member_id"].astype(str).tolist()
+            service.skus = data.catalogue["sku"].astype(str).tolist()
+        yield service
+    finally:
+        service.close()
+
+
+# --- nbo bench api ---------------------------------------------------------------------------
 
 
 def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds: float, console: Console) -> dict:
@@ -187,54 +377,19 @@ def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds:
     ``members`` synthetic members with ``days`` of history; ``rules`` generated checkout rules
     are added to the shipped ones. The load comes from this process; the server is another.
     """
-    import os
-
-    from engine.redis_server import free_port
     from engine.rules.benchmark import SHIPPED_FILES, generated_rules
-    from engine.synthetic import generate
-    from serving.demo import prepare_demo
     from serving.load import fixed_rate, json_body, saturate
 
-    repo_rules = Path(__file__).resolve().parents[1] / "rules"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        server = start_redis_server(root / "redis")
-        try:
-            rules_dir = root / "rules"
-            rules_dir.mkdir()
-            for name in SHIPPED_FILES:
-                shutil.copy(repo_rules / name, rules_dir / name)
-            (rules_dir / "generated.yaml").write_text(generated_rules(rules - len(list(rules_dir.glob("*.yaml"))) + 2))
-            env = {"REDIS_URL": server.url, "NBO_VAR_DIR": str(root / "var"), "NBO_RULES_DIR": str(rules_dir),
-                   "NBO_MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlruns/mlflow.db",
-                   "NBO_MLFLOW_ARTIFACTS_DIR": str(root / "mlruns" / "artifacts"), "NBO_PII_KEY": "bench",
-                   "NBO_STREAM_CONSUMER": "false"}
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                from engine.settings import Settings
-
-                settings = Settings()
-                console.print("preparing: demo data and models ...")
-                info = prepare_demo(settings, say=lambda text: None)
-                console.print(f"preparing: {members:,} more members with {days} days of history ...")
-                data = generate(members=members, days=days, seed=11)
-                from engine.feature_store import FeatureStore
-                from engine.ingestion import backfill
-
-                store = FeatureStore(redis.Redis.from_url(server.url, decode_responses=True),
-                                     Programme.from_settings(settings))
-                backfill(store, data.transactions, data.members)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-            member_ids = data.members["member_id"].tolist()
-            skus = data.catalogue["sku"].tolist()
+        (root / "generated").mkdir()
+        generated = root / "generated" / "generated.yaml"
+        generated.write_text(generated_rules(rules - len(SHIPPED_FILES) + 2))
+        with demo_service(root, console, [*(REPO_RULES / name for name in SHIPPED_FILES), generated],
+                          members, days) as service:
+            member_ids, skus = service.members, service.skus
             rng = random.Random(5)
-            headers = {"Authorization": f"Bearer {info.key}"}
+            headers = {"Authorization": f"Bearer {service.key}"}
 
             def offer_request(i: int) -> tuple[str, str, bytes]:
                 basket = [{"sku": rng.choice(skus), "qty": 1, "price": round(rng.uniform(3, 40), 1)}
@@ -248,10 +403,10 @@ def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds:
 
             results: dict = {"rules": rules, "members": members + 2000}
             for workers in (1, 2):
-                port = free_port()
-                process = _serve(env, port, workers)
+                server = service.serve(workers, NBO_STREAM_CONSUMER="false")
                 try:
-                    _wait_ready(port)
+                    server.wait_ready()
+                    port = server.port
                     saturate("127.0.0.1", port, headers, offer_request, 2, connections=8)  # warm up
                     empty_run = saturate("127.0.0.1", port, headers, empty, seconds, connections=16)
                     offers_run = saturate("127.0.0.1", port, headers, offer_request, seconds, connections=16)
@@ -262,10 +417,7 @@ def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds:
                         row["paced"] = paced.summary()
                     results[workers] = row
                 finally:
-                    process.terminate()
-                    process.wait(10)
-        finally:
-            server.stop()
+                    server.stop()
 
     one, two = results[1], results[2]
     table = Table(title=f"nbo bench api ({rules} rules, {results['members']:,} members, 1,000-item catalogue)")

@@ -4,6 +4,10 @@ Open loop (``fixed_rate``): requests are sent on a schedule whatever the server 
 latency is measured from the scheduled time, so a slow server cannot hide queueing (no
 coordinated omission). Closed loop (``saturate``): N connections send back to back, for
 throughput. Run it in its own process so it does not share the server's interpreter.
+
+A request factory may name each request's kind (``(method, path, body, kind)``): the result then
+also has statuses and latencies per kind (``LoadResult.kinds``), and ``on_response`` sees every
+answer's body (a soak redeems the coupons its offers were given).
 """
 
 from __future__ import annotations
@@ -32,16 +36,48 @@ class LoadResult:
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(np.array(self.latencies) * 1000, q)) if self.latencies else float("nan")
 
+    kinds: dict[str, LoadResult] = field(default_factory=dict)
+    """The same figures per kind of request (when the factory names kinds)."""
+
+    def record(self, kind: str | None, status: int | None, latency: float) -> None:
+        """One answer (``status`` None: the connection failed) of ``kind``."""
+        targets = (self, self.kinds.setdefault(kind, LoadResult())) if kind else (self,)
+        for target in targets:
+            if target is not self:  # the caller counts what it sent; a kind's count is kept here
+                target.sent += 1
+            if status is None:
+                target.errors += 1
+            else:
+                target.statuses[status] = target.statuses.get(status, 0) + 1
+                target.latencies.append(latency)
+
+    @property
+    def server_errors(self) -> int:
+        """Answers with a 5xx status."""
+        return sum(count for status, count in self.statuses.items() if status >= 500)
+
     def summary(self) -> dict:
-        return {
+        summary = {
             "sent": self.sent, "ok": self.statuses.get(200, 0), "statuses": self.statuses, "errors": self.errors,
             "seconds": round(self.seconds, 3), "throughput": round(self.throughput, 1),
             "p50_ms": round(self.percentile_ms(50), 3), "p99_ms": round(self.percentile_ms(99), 3),
         }
+        if self.kinds:
+            summary["kinds"] = {kind: {k: v for k, v in result.summary().items() if k not in ("seconds", "throughput")}
+                                for kind, result in self.kinds.items()}
+        return summary
 
 
-RequestFactory = Callable[[int], tuple[str, str, bytes | None]]
-"""i -> (method, path, JSON body or None)."""
+RequestFactory = Callable[[int], tuple]
+"""i -> (method, path, JSON body or None[, kind])."""
+
+ResponseHook = Callable[[int, str | None, int, bytes], None]
+"""Called with (i, kind, status, body) for every answer."""
+
+
+def _parts(request: tuple) -> tuple[str, str, bytes | None, str | None]:
+    method, path, body, *kind = request
+    return method, path, body, kind[0] if kind else None
 
 
 class _Connection:
@@ -51,7 +87,7 @@ class _Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes | None) -> int:
+    async def request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         payload = body or b""
@@ -70,16 +106,16 @@ class _Connection:
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value.strip())
-        if length:
-            await self.reader.readexactly(length)
-        return status
+        content = await self.reader.readexactly(length) if length else b""
+        return status, content
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-async def _fixed_rate(host, port, headers, factory: RequestFactory, rate: float, seconds: float, connections: int) -> LoadResult:
+async def _fixed_rate(host, port, headers, factory: RequestFactory, rate: float, seconds: float, connections: int,
+                      on_response: ResponseHook | None = None) -> LoadResult:
     result = LoadResult()
     pool: asyncio.Queue[_Connection] = asyncio.Queue()
     for _ in range(connections):
@@ -89,13 +125,14 @@ async def _fixed_rate(host, port, headers, factory: RequestFactory, rate: float,
 
     async def one(i: int, scheduled: float) -> None:
         connection = await pool.get()
+        method, path, body, kind = _parts(factory(i))
         try:
-            method, path, body = factory(i)
-            status = await connection.request(method, path, body)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
-            result.latencies.append(time.perf_counter() - scheduled)
+            status, content = await connection.request(method, path, body)
+            result.record(kind, status, time.perf_counter() - scheduled)
+            if on_response is not None:
+                on_response(i, kind, status, content)
         except (OSError, ConnectionError, ValueError, IndexError, asyncio.IncompleteReadError):
-            result.errors += 1
+            result.record(kind, None, 0.0)
             connection.close()
             connection = _Connection(host, port, headers)
         finally:
@@ -116,7 +153,8 @@ async def _fixed_rate(host, port, headers, factory: RequestFactory, rate: float,
     return result
 
 
-async def _saturate(host, port, headers, factory: RequestFactory, seconds: float, connections: int) -> LoadResult:
+async def _saturate(host, port, headers, factory: RequestFactory, seconds: float, connections: int,
+                    on_response: ResponseHook | None = None) -> LoadResult:
     result = LoadResult()
     deadline = time.perf_counter() + seconds
     counter = iter(range(10**12))
@@ -125,18 +163,19 @@ async def _saturate(host, port, headers, factory: RequestFactory, seconds: float
         connection = _Connection(host, port, headers)
         while time.perf_counter() < deadline:
             i = next(counter)
-            method, path, body = factory(i)
+            method, path, body, kind = _parts(factory(i))
             sent = time.perf_counter()
             result.sent += 1
             try:
-                status = await connection.request(method, path, body)
+                status, content = await connection.request(method, path, body)
             except (OSError, ConnectionError, ValueError, IndexError, asyncio.IncompleteReadError):
-                result.errors += 1
+                result.record(kind, None, 0.0)
                 connection.close()
                 connection = _Connection(host, port, headers)
                 continue
-            result.statuses[status] = result.statuses.get(status, 0) + 1
-            result.latencies.append(time.perf_counter() - sent)
+            result.record(kind, status, time.perf_counter() - sent)
+            if on_response is not None:
+                on_response(i, kind, status, content)
         connection.close()
 
     start = time.perf_counter()
@@ -146,15 +185,15 @@ async def _saturate(host, port, headers, factory: RequestFactory, seconds: float
 
 
 def fixed_rate(host: str, port: int, headers: dict[str, str], factory: RequestFactory, rate: float,
-               seconds: float, connections: int = 32) -> LoadResult:
+               seconds: float, connections: int = 32, on_response: ResponseHook | None = None) -> LoadResult:
     """Send ``rate`` requests per second for ``seconds`` on a schedule; latency from the schedule."""
-    return asyncio.run(_fixed_rate(host, port, headers, factory, rate, seconds, connections))
+    return asyncio.run(_fixed_rate(host, port, headers, factory, rate, seconds, connections, on_response))
 
 
 def saturate(host: str, port: int, headers: dict[str, str], factory: RequestFactory, seconds: float,
-             connections: int = 16) -> LoadResult:
+             connections: int = 16, on_response: ResponseHook | None = None) -> LoadResult:
     """Send back to back on ``connections`` connections for ``seconds``; throughput and latency."""
-    return asyncio.run(_saturate(host, port, headers, factory, seconds, connections))
+    return asyncio.run(_saturate(host, port, headers, factory, seconds, connections, on_response))
 
 
 def json_body(document: object) -> bytes:

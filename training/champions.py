@@ -135,6 +135,8 @@ class ChampionModels:
         self.alias = alias
         self._loaded = LoadedModels()
         self._reload_lock = threading.Lock()  # one reload at a time; readers never wait
+        self.refused: dict[str, str] = {}
+        """Per model, why the registry's champion could not be loaded (the previous one still serves)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChampionModels:
@@ -194,6 +196,9 @@ class ChampionModels:
                 loaded = self._load_or_keep(client, RECOMMENDER_MODEL, wanted[RECOMMENDER_MODEL])
                 if loaded is not False:
                     recommender, recommender_version = loaded, wanted[RECOMMENDER_MODEL]
+            for kind, version in ((CHURN_MODEL, churn_version), (RECOMMENDER_MODEL, recommender_version)):
+                if wanted[kind] == version:  # the champion moved back to the version in use
+                    self.refused.pop(kind, None)
             fresh = LoadedModels(churn, churn_version, recommender, recommender_version)
             if fresh == current:
                 return False
@@ -205,10 +210,19 @@ class ChampionModels:
         if version is None:
             return None
         try:
-            return load_version(client, self.names[kind], version)
-        except Exception:
-            log.exception("could not load %s version %s; keeping the model in use", self.names[kind], version)
+            loaded = load_version(client, self.names[kind], version)
+        except Exception as exc:
+            # A deleted or corrupt artifact: the previous champion keeps serving; the reason is logged
+            # (with the traceback the first time) and kept in ``refused`` for /readyz, and the version
+            # is tried again at the next reload (the files may be being copied).
+            reason = f"version {version}: {type(exc).__name__}: {exc}"[:500]
+            first = self.refused.get(kind) != reason
+            self.refused[kind] = reason
+            log.error("could not load %s %s; keeping version %s in use", self.names[kind], reason,
+                      self.versions[kind], exc_info=first)
             return False
+        self.refused.pop(kind, None)
+        return loaded
 
     @property
     def versions(self) -> dict[str, str | None]:

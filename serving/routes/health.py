@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import redis
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
@@ -21,7 +23,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(services: Services = Depends(get_services)) -> JSONResponse:
-    """Ready to serve: Redis answers, rules are live, both models are loaded (503 with what is missing)."""
+    """Ready to serve: Redis answers, rules are live, both models are loaded (503 with what is missing).
+
+    Also says which process answered (``pid``: one of ``nbo serve --workers N``), the rules and model
+    versions it serves, and the problems of rule files it refused (the last good rules stay live)."""
     checks: dict[str, str] = {}
     try:
         services.redis.ping()
@@ -33,8 +38,13 @@ def readyz(services: Services = Depends(get_services)) -> JSONResponse:
     for model, loaded in services.models.versions.items():
         checks[f"model:{model}"] = "ok" if loaded else "not loaded (train one: nbo train ...)"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks, "rules_version": version,
-                         "models": services.models.versions}, status_code=200 if ready else 503)
+    # A refused reload leaves the last good rules live (still ready); say why the new files are not.
+    last = services.rules.last_load
+    refused = [str(p) for p in last.errors][:20] if last is not None and not last.ok else []
+    return JSONResponse({"ready": ready, "checks": checks, "rules_version": version, "rules_refused": refused,
+                         "models": services.models.versions, "models_refused": services.models.refused,
+                         "pid": os.getpid()},
+                        status_code=200 if ready else 503)
 
 
 @router.get("/metrics")
