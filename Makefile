@@ -19,8 +19,17 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/nbo serve --demo
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -q
+
+# The console's browser tests drive Debian's chromium (never a browser build downloaded by a tool);
+# installed here when missing and we may (root with apt), else those tests skip and say why.
+.PHONY: chromium
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-noto-cjk; } >/dev/null 2>&1; } || \
+	  echo "chromium is not installed and could not be: the console's browser tests will be skipped"
 
 bench: bench-ingest
 
@@ -34,3 +43,10 @@ clean:
 .PHONY: bench-models
 bench-models: install
 	$(BIN)/nbo bench models
+
+# The tests marked `cluster` (feature store, coupons, limits, event stream, triggers...) against a
+# local 3-master Redis Cluster of real redis-server processes on loopback ports, started and
+# stopped by the suite (tests/conftest.py, engine.redis_server.start_redis_cluster).
+.PHONY: cluster-test
+cluster-test: install
+	$(BIN)/python -m pytest -q --redis-cluster

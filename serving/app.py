@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 
 from engine.member_state import utc_now
 from engine.settings import Settings, get_settings
+from serving.console import install_console
 from serving.routes import coupons, events, health, members, offers
 from serving.routes import models as model_routes
 from serving.routes import rules as rule_routes
@@ -90,6 +91,7 @@ def create_app(
     for router in (offers.router, events.router, members.router, coupons.router, model_routes.router, health.router):
         app.include_router(router)
     app.include_router(rule_routes.router)
+    install_console(app)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

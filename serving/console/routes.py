@@ -1,0 +1,341 @@
+"""The console's pages under ``/console``: thin handlers that check the key, call ``pages`` or the
+engine, and render a template. Same keys and roles as the JSON API (``serving.auth``)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, timedelta
+from itertools import islice
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from serving.console import pages
+from serving.console.api import REPORTS_PATH, get_json
+from serving.console.messages import LANGUAGES, translator
+from serving.console.rule_files import (
+    RuleFileRefused,
+    check_rule_file,
+    read_rule_file,
+    save_rule_file,
+)
+from serving.console.session import (
+    CONSOLE_PATH,
+    CONSOLE_ROLES,
+    KEY_COOKIE,
+    LANGUAGE_COOKIE,
+    ConsoleProblem,
+    ConsoleUser,
+    SignInRequired,
+    check_form_token,
+    console_user,
+    request_language,
+    verify_key,
+)
+from serving.dependencies import get_services
+from serving.next_best_offer import NextBestOffer, OutOfScope
+from serving.schemas import OfferRequest
+from serving.services import Services
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(prefix=CONSOLE_PATH, include_in_schema=False)
+REPORT_DAYS = 30
+PLOT_NAME = re.compile(r"^[a-z0-9_]{1,64}\.png$")
+_rate = pages.RequestRate()
+
+
+def render(request: Request, template: str, user: ConsoleUser | None, status_code: int = 200, **context) -> HTMLResponse:
+    language = user.language if user else request_language(request)
+    return templates.TemplateResponse(request, template, {
+        "user": user, "t": translator(language), "language": language, "languages": LANGUAGES,
+        "path": request.url.path + (f"?{request.url.query}" if request.url.query else ""), **context,
+    }, status_code=status_code)
+
+
+def install_console(app: FastAPI) -> None:
+    """Add the console's pages, its static files and its error pages to ``app``."""
+    app.include_router(router)
+    app.mount(f"{CONSOLE_PATH}/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in(request: Request, exc: SignInRequired) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":
+            target = CONSOLE_PATH
+        return RedirectResponse(f"{CONSOLE_PATH}/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(ConsoleProblem)
+    async def problem(request: Request, exc: ConsoleProblem) -> Response:
+        return render(request, "error.html", None, exc.status, message=exc.message)
+
+
+def _next(target: str | None) -> str:
+    """Only a console page is a place to go back to (never another site)."""
+    if target and target.startswith(CONSOLE_PATH) and not target.startswith("//") and "\\" not in target:
+        return target
+    return f"{CONSOLE_PATH}/rules"
+
+
+# --- signing in, language --------------------------------------------------------------------------
+
+
+@router.get("")
+def console_home() -> RedirectResponse:
+    return RedirectResponse(f"{CONSOLE_PATH}/rules", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", None, next=_next(next))
+
+
+@router.post("/login")
+def login(request: Request, key: str = Form("", max_length=200), next: str = Form("", max_length=500),
+          services: Services = Depends(get_services)) -> Response:
+    t = translator(request_language(request))
+    found = verify_key(services, key.strip()) if key.strip() else None
+    if found is None:
+        return render(request, "login.html", None, 401, next=_next(next), error=t("login.unknown"))
+    if found.role not in CONSOLE_ROLES:
+        return render(request, "login.html", None, 403, next=_next(next), error=t("login.console_roles", role=found.role))
+    response = RedirectResponse(_next(next), status_code=303)
+    response.set_cookie(KEY_COOKIE, key.strip(), httponly=True, samesite="strict", path=CONSOLE_PATH,
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    response = RedirectResponse(f"{CONSOLE_PATH}/login", status_code=303)
+    response.delete_cookie(KEY_COOKIE, path=CONSOLE_PATH)
+    return response
+
+
+@router.get("/lang/{code}")
+def choose_language(code: str, next: str | None = None) -> Response:
+    if code not in LANGUAGES:
+        raise ConsoleProblem(404, f"no language {code!r}; choose one of {', '.join(LANGUAGES)}")
+    response = RedirectResponse(_next(next), status_code=303)
+    response.set_cookie(LANGUAGE_COOKIE, code, samesite="lax", path=CONSOLE_PATH, max_age=365 * 86400)
+    return response
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+
+def _since(text: str | None, services: Services) -> date:
+    today = services.programme.local(services.clock()).date()
+    if not text:
+        return today - timedelta(days=REPORT_DAYS)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConsoleProblem(422, f"since={text!r}: use a date as YYYY-MM-DD") from None
+
+
+async def _rule_reports(request: Request, user: ConsoleUser, since: date) -> tuple[dict[str, dict] | None, str | None]:
+    """The measurement report by rule id, or why there is none (not built yet, or not for this role)."""
+    answer = await get_json(request.app, REPORTS_PATH, user.raw_key, {"since": since.isoformat()})
+    if answer.status == 403:
+        return None, "rules.reports_forbidden"
+    if answer.status != 200 or not isinstance(answer.body, dict):
+        return None, "rules.reports_unavailable"
+    return {r["rule_id"]: r for r in answer.body.get("rules", []) if r.get("rule_id")}, None
+
+
+async def _rules_page(request: Request, user: ConsoleUser, services: Services, since_text: str | None = None,
+                      status_code: int = 200, **context) -> HTMLResponse:
+    since = _since(since_text, services)
+    reports, reports_note = await _rule_reports(request, user, since)
+
+    def build() -> list[pages.RuleRow]:
+        statuses = services.rules.statuses(services.clock(), services.limits)
+        return pages.rule_rows(statuses, reports, services.audit.recent(500, "rules."), services.rules.rules_dir)
+
+    rows = await run_in_threadpool(build)
+    context.setdefault("edit_file", "")
+    context.setdefault("edit_text", "")
+    return render(request, "rules.html", user, status_code, rows=rows, since=since, reports_note=reports_note,
+                  version=services.rules.version, has_reports=reports is not None, **context)
+
+
+@router.get("/rules")
+async def rules_page(request: Request, since: str | None = None, edit: str | None = None,
+                     user: ConsoleUser = Depends(console_user("rules:read")),
+                     services: Services = Depends(get_services)) -> HTMLResponse:
+    context = {}
+    if edit:
+        try:
+            context = {"edit_file": edit, "edit_text": read_rule_file(services.rules.rules_dir, edit)}
+        except RuleFileRefused as exc:
+            raise ConsoleProblem(404, str(exc)) from None
+    return await _rules_page(request, user, services, since, **context)
+
+
+async def _check(services: Services, file: str, text: str):
+    try:
+        return await run_in_threadpool(check_rule_file, services.rules.rules_dir, file.strip(), text,
+                                       services.programme, services.store, services.clock())
+    except RuleFileRefused as exc:
+        raise ConsoleProblem(422, str(exc)) from None
+
+
+@router.post("/rules/check")
+async def check_rules(request: Request, file: str = Form(..., max_length=80), text: str = Form(..., max_length=200_000),
+                      csrf: str = Form(""), user: ConsoleUser = Depends(console_user("rules:read")),
+                      services: Services = Depends(get_services)) -> HTMLResponse:
+    check_form_token(user, csrf)
+    check = await _check(services, file, text)
+    return await _rules_page(request, user, services, status_code=200 if check.ok else 422, check=check,
+                             edit_file=file.strip(), edit_text=text)
+
+
+@router.post("/rules/save")
+async def save_rules(request: Request, file: str = Form(..., max_length=80), text: str = Form(..., max_length=200_000),
+                     csrf: str = Form(""), user: ConsoleUser = Depends(console_user("rules:write")),
+                     services: Services = Depends(get_services)) -> HTMLResponse:
+    check_form_token(user, csrf)
+    file = file.strip()
+    check = await _check(services, file, text)
+    if not check.ok:
+        return await _rules_page(request, user, services, status_code=422, check=check, edit_file=file, edit_text=text)
+    actor = f"key:{user.key.key_id}"
+
+    def save_and_reload():
+        save_rule_file(services.rules.rules_dir, file, text, check, services.audit, actor)
+        return services.rules.reload(actor=actor)
+
+    report = await run_in_threadpool(save_and_reload)
+    notice = (user.t("check.saved", file=file, version=report.version) if report.ok else
+              user.t("check.saved_not_live", file=file, error="; ".join(str(p) for p in report.errors[:3])))
+    return await _rules_page(request, user, services, status_code=200 if report.ok else 422, check=check,
+                             notice=notice, edit_file=file, edit_text=text)
+
+
+# --- try it ---------------------------------------------------------------------------------------
+
+
+def _sample_members(services: Services, count: int = 20) -> list[str]:
+    return sorted(islice(services.store.member_ids(batch=200), count))
+
+
+@router.get("/try")
+def try_page(request: Request, member: str | None = None, user: ConsoleUser = Depends(console_user("offers:try")),
+             services: Services = Depends(get_services)) -> HTMLResponse:
+    return render(request, "try.html", user, members=_sample_members(services),
+                  form={"member": member or "", "store": "", "channel": "pos", "basket": ""})
+
+
+@router.post("/try")
+def try_it(request: Request, member: str = Form(..., max_length=64), store: str = Form("", max_length=64),
+           channel: str = Form("pos", max_length=16), basket: str = Form("", max_length=20_000), csrf: str = Form(""),
+           user: ConsoleUser = Depends(console_user("offers:try")),
+           services: Services = Depends(get_services)) -> HTMLResponse:
+    check_form_token(user, csrf)
+    member = member.strip()
+    form = {"member": member, "store": store.strip(), "channel": channel, "basket": basket}
+    members = _sample_members(services)
+
+    def refuse(status: int, message: str) -> HTMLResponse:
+        return render(request, "try.html", user, status, members=members, form=form, error=message)
+
+    try:
+        lines = pages.parse_basket(basket)
+    except pages.BasketProblem as exc:
+        return refuse(422, user.t("try.bad_basket", line=exc.line, problem=exc.problem))
+    features = services.store.member_features(member) if re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", member) else None
+    if features is None:
+        return refuse(404, user.t("try.unknown_member", member=member))
+    try:
+        offer_request = OfferRequest(request_id=f"console-{uuid.uuid4().hex[:16]}", member_id=member,
+                                     store_id=store.strip() or str(features.get("home_store") or "console"),
+                                     channel=channel, basket=lines)
+    except ValidationError as exc:
+        problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return refuse(422, user.t("try.bad_request", problem=problem))
+    try:
+        answer = NextBestOffer(services).answer(offer_request, user.key)
+    except OutOfScope as exc:
+        return refuse(403, str(exc))
+    features = services.store.member_features(member) or features
+    return render(request, "try.html", user, members=members, form=form, answer=answer, features=features,
+                  progress=pages.tier_progress(features, services.settings.tiers),
+                  points_per_yuan=services.settings.points.points_per_yuan_redeemed)
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+def _registry(services: Services, user: ConsoleUser):
+    from training.registry import ModelRegistry
+
+    settings = services.settings
+    return ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, services.audit,
+                         actor=f"key:{user.key.key_id}")
+
+
+@router.get("/models")
+def models_page(request: Request, user: ConsoleUser = Depends(console_user("models:read")),
+                services: Services = Depends(get_services)) -> HTMLResponse:
+    return _models(request, user, services)
+
+
+def _models(request: Request, user: ConsoleUser, services: Services, status_code: int = 200, **context) -> HTMLResponse:
+    models = pages.model_versions(_registry(services, user))
+    return render(request, "models.html", user, status_code, models=models, in_use=services.models.versions, **context)
+
+
+@router.post("/models/promote")
+def promote(request: Request, name: str = Form(..., max_length=64), version: str = Form(..., max_length=16),
+            csrf: str = Form(""), user: ConsoleUser = Depends(console_user("models:write")),
+            services: Services = Depends(get_services)) -> HTMLResponse:
+    """The same promotion as ``nbo models promote`` (no ``--force`` here): refused unless it beats the champion."""
+    from mlflow.exceptions import MlflowException
+
+    from training.registry import PromotionRefused
+
+    check_form_token(user, csrf)
+    registry = _registry(services, user)
+    try:
+        result = registry.promote(name, version)
+    except PromotionRefused as exc:
+        return _models(request, user, services, 409, error=user.t("models.refused", name=name, message=str(exc)))
+    except MlflowException:
+        return _models(request, user, services, 404, error=user.t("models.unknown", name=name, version=version))
+    services.models.reload_if_changed()
+    return _models(request, user, services, notice=user.t("models.promoted", name=name, message=result.message,
+                                                           version=version))
+
+
+@router.get("/models/{name}/{version}/plots/{plot}")
+def model_plot(name: str, version: str, plot: str, user: ConsoleUser = Depends(console_user("models:read")),
+               services: Services = Depends(get_services)) -> Response:
+    if not PLOT_NAME.match(plot) or not version.isdigit():
+        raise ConsoleProblem(404, f"no plot {plot!r} of {name} version {version}")
+    png = pages.plot_png(_registry(services, user), name, version, plot)
+    if png is None:
+        raise ConsoleProblem(404, f"no plot {plot!r} of {name} version {version}")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+
+@router.get("/health")
+async def health_page(request: Request, user: ConsoleUser = Depends(console_user("rules:read")),
+                      services: Services = Depends(get_services)) -> HTMLResponse:
+    readiness = await get_json(request.app, "/readyz")
+    store = await run_in_threadpool(pages.store_figures, services.redis)
+    checks = (readiness.body or {}).get("checks", {})
+    return render(request, "health.html", user, requests=pages.request_figures(_rate), store=store,
+                  ready=readiness.status == 200, not_ready={k: v for k, v in checks.items() if v != "ok"},
+                  degraded_answers=pages.counter_values("nbo_degraded_answers", "why"),
+                  rules_version=services.rules.version, models=services.models.versions)

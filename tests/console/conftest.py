@@ -1,0 +1,110 @@
+"""The console's fixtures: the app over the suite's real Redis, the synthetic shop's members loaded,
+the tiny models trained on it (tests/conftest.py), rules copied from rules/, and an MLflow store
+with real registered versions (a weaker churn champion and a better challenger)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from engine.audit import AuditLog
+from engine.feature_store import FeatureStore
+from engine.ingestion import backfill
+from engine.settings import Settings
+from serving.app import create_app
+from serving.auth import ApiKeys
+from tests.conftest import NOW, REPO
+from tests.serving.test_api import register
+from tests.training.test_registry import _worse
+from training.champions import ChampionModels
+from training.data import from_frame
+from training.registry import ModelRegistry
+
+NEW_MEMBER = "C-NEW-1"
+"""Registered, never bought: the shipped new-member rule offers NEW5 at a checkout of 20 yuan or more."""
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory: pytest.TempPathFactory, shop, churn_result, recommender_result) -> dict[str, str]:
+    """An MLflow store with churn v1 (worse: champion, as the first version) and v2 (better: a challenger that
+    passes the promotion gate), and recommender v1; its URIs for Settings."""
+    folder = tmp_path_factory.mktemp("console-mlruns")
+    uris = {"mlflow_tracking_uri": f"sqlite:///{folder}/mlflow.db", "mlflow_artifacts_dir": folder / "artifacts"}
+    audit = AuditLog(None, folder / "audit")
+    registry = ModelRegistry(uris["mlflow_tracking_uri"], uris["mlflow_artifacts_dir"], audit, actor="test")
+    data = from_frame(shop.transactions, source="synthetic shop")
+    registry.log_churn(_worse(churn_result), data)
+    registry.log_churn(churn_result, data)
+    registry.log_recommender(recommender_result, data)
+    audit.close()
+    return uris
+
+
+@pytest.fixture
+def console_settings(settings: Settings, tmp_path: Path, model_store) -> Settings:
+    """Rules copied from rules/, and a copy of the model store's database: a test that promotes a version
+    changes only its own copy (the artifacts it points at are read, never written)."""
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules_dir)
+    database = Path(model_store["mlflow_tracking_uri"].removeprefix("sqlite:///"))
+    shutil.copy(database, tmp_path / "mlflow.db")
+    return settings.model_copy(update={"rules_dir": rules_dir, "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                                       "mlflow_artifacts_dir": model_store["mlflow_artifacts_dir"]})
+
+
+@pytest.fixture
+def loaded_store(redis_client: redis.Redis, console_settings: Settings, shop) -> FeatureStore:
+    """The shop's members and their history, and one new member who has not bought yet."""
+    from engine.member_state import Programme
+
+    store = FeatureStore(redis_client, Programme.from_settings(console_settings), clock=lambda: NOW)
+    backfill(store, shop.transactions, shop.members)
+    result = store.ingest([register(NEW_MEMBER)])
+    assert result.accepted == 1
+    return store
+
+
+@pytest.fixture
+def console_app(console_settings: Settings, redis_client: redis.Redis, loaded_store: FeatureStore):
+    """The service with the console, serving the registry's champions (loaded as ``make run`` does)."""
+    models = ChampionModels.from_settings(console_settings).load()
+    return create_app(console_settings, redis_client=redis_client, clock=lambda: NOW, background=False, models=models)
+
+
+@pytest.fixture
+def client(console_app) -> Iterator[TestClient]:
+    with TestClient(console_app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def keys(redis_client: redis.Redis) -> ApiKeys:
+    return ApiKeys(redis_client)
+
+
+def sign_in(client: TestClient, keys: ApiKeys, role: str) -> str:
+    """Sign the test client in with a new key of ``role``; returns the key."""
+    key = keys.create(role)
+    response = client.post("/console/login", data={"key": key, "next": "/console/rules"}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return key
+
+
+def form_token(client: TestClient, page: str = "/console/rules") -> str:
+    """The form token a page carries (what the browser would post back)."""
+    import re
+
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(page).text)
+    assert match, f"{page} has no form token"
+    return match.group(1)
+
+
+def audit_lines(settings: Settings) -> list[dict]:
+    path = settings.var_dir / "audit" / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
