@@ -36,6 +36,7 @@ from engine.member_state import (
     apply_event,
     utc_now,
 )
+from engine.redis_server import queue_script
 
 DAILY_BUCKET_DAYS = 400
 """Daily buckets older than this (behind the member's newest event) are pruned: windows stop at 365."""
@@ -337,7 +338,7 @@ class FeatureStore:
                     outcome.rejected.append(Rejection(index, event.event_id, str(exc)))
             if to_commit:
                 keys, args = self._commit_arguments(member_id, version, state, changes, to_commit)
-                self._apply(keys=keys, args=args, client=write)
+                queue_script(write, self._apply, keys, args)
             plans.append((member_id, outcome, to_commit))
 
         replies = iter(write.execute()) if len(write) else iter(())

@@ -19,6 +19,7 @@ import redis
 from engine.events import Event
 from engine.feature_store import FeatureStore, IngestResult
 from engine.point_in_time import history_events
+from engine.redis_server import client_like
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,7 @@ class EventStreamConsumer:
         self.redis = store.redis
         # Blocking reads wait up to block_ms: give them a connection whose timeout is longer than
         # that, separate from the short-timeout client that keeps requests snappy.
-        pool = store.redis.connection_pool
-        options = {**pool.connection_kwargs, "socket_timeout": block_ms / 1000 + 2}
-        self._blocking = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **options))
+        self._blocking = client_like(store.redis, socket_timeout=block_ms / 1000 + 2)
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms

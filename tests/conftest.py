@@ -1,4 +1,8 @@
-"""Shared fixtures: a real Redis the suite starts itself, settings, a programme and a fixed clock."""
+"""Shared fixtures: a real Redis the suite starts itself, settings, a programme and a fixed clock.
+
+``pytest --redis-cluster`` (``make cluster-test``) runs the tests marked ``cluster`` against a
+3-master Redis Cluster of real redis-server processes instead, and deselects the others.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,13 @@ import redis
 
 from engine.feature_store import FeatureStore
 from engine.member_state import Programme
-from engine.redis_server import RedisServer, start_redis_server
+from engine.redis_server import (
+    RedisClusterServers,
+    RedisServer,
+    client_from_url,
+    start_redis_cluster,
+    start_redis_server,
+)
 from engine.settings import Settings
 from engine.synthetic import SyntheticData
 from recommender import ALSParams
@@ -23,21 +33,55 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cluster: also runs against a local 3-master Redis Cluster "
+                            "(pytest --redis-cluster, make cluster-test)")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--redis-cluster", action="store_true",
+                     help="run the tests marked 'cluster' against a local 3-master Redis Cluster (and only those)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--redis-cluster"):
+        return
+    other = [item for item in items if item.get_closest_marker("cluster") is None]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item.get_closest_marker("cluster") is not None]
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A throw-away redis-server on a free loopback port; a user's Redis is never touched."""
-    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer | RedisClusterServers]:
+    """A throw-away redis-server on a free loopback port (a local cluster with ``--redis-cluster``);
+    a user's Redis is never touched. Connect with ``client_from_url(redis_server.url)``."""
+    if request.config.getoption("--redis-cluster"):
+        server = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    else:
+        server = start_redis_server(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 
 
 @pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A client on the suite's own server, emptied before each test."""
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+def redis_client(redis_server: RedisServer | RedisClusterServers) -> Iterator[redis.Redis]:
+    """A client on the suite's own server (or cluster), emptied before each test."""
+    client = client_from_url(redis_server.url, decode_responses=True)
     client.flushall()
     yield client
     client.close()
+
+
+def dump_redis(client: redis.Redis) -> dict[str, object]:
+    """Every key and its value, whatever its type (SCAN, so every node of a cluster too)."""
+    readers = {"string": client.get, "hash": client.hgetall, "set": client.smembers,
+               "list": lambda key: client.lrange(key, 0, -1),
+               "zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+               "stream": lambda key: client.xrange(key)}
+    return {key: readers[client.type(key)](key) for key in client.scan_iter(count=1000)}
 
 
 @pytest.fixture

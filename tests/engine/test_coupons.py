@@ -13,6 +13,8 @@ from engine.audit import AuditLog
 from engine.coupons import CODE_ENTROPY_BITS, CouponError, CouponLedger, CouponTerms
 from tests.conftest import NOW
 
+pytestmark = pytest.mark.cluster
+
 PCT20 = CouponTerms(template="PCT20", kind="percent_off", value=20, valid_days=14)
 OFF50 = CouponTerms(template="OFF50_200", kind="amount_off", value=50, min_spend=200, valid_days=7)
 
@@ -44,7 +46,7 @@ def test_a_retried_issuance_returns_the_same_coupon(ledger: CouponLedger, redis_
     first = ledger.issue("A", PCT20, "r1", "app", issuance="req-1")
     again = ledger.issue("A", PCT20, "r1", "app", issuance="req-1")
     assert again.code == first.code
-    assert len(redis_client.keys("cp:*")) == 1
+    assert len(list(redis_client.scan_iter(match="cp:*"))) == 1
 
 
 def test_an_issuance_interrupted_between_writes_is_completed_with_the_same_code(

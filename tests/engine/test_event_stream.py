@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import redis
 
 from engine.feature_store import FeatureStore
@@ -14,6 +15,9 @@ from engine.ingestion import (
     EventStreamConsumer,
     publish_events,
 )
+from engine.redis_server import client_from_url
+
+pytestmark = pytest.mark.cluster
 
 
 def events(member: str = "A") -> list[dict]:
@@ -84,7 +88,7 @@ def test_a_consumer_that_applied_but_did_not_ack_causes_no_double_count(store: F
 
 def test_a_blocking_read_outlasts_the_clients_short_timeout(redis_server, programme) -> None:
     """The service's client times out after 0.5 s; the consumer's wait for new entries must not."""
-    snappy = redis.Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=0.1)
+    snappy = client_from_url(redis_server.url, decode_responses=True, socket_timeout=0.1)
     snappy.flushall()
     consumer = EventStreamConsumer(FeatureStore(snappy, programme), consumer="c1", block_ms=300)
     assert consumer.run_once() == 0

@@ -10,8 +10,11 @@ import redis
 
 from engine.feature_store import FeatureStore, member_key
 from engine.member_state import Programme
+from engine.redis_server import client_from_url
 from engine.settings import Settings
-from tests.conftest import NOW
+from tests.conftest import NOW, dump_redis
+
+pytestmark = pytest.mark.cluster
 
 
 def register(member: str, ts: str = "2026-01-02T09:00:00", **extra) -> dict:
@@ -25,23 +28,14 @@ def purchase(member: str, event_id: str, ts: str, amount: float, sku: str = "mil
     }
 
 
-def dump(client: redis.Redis) -> dict:
-    """Every key and value of the database, to compare states before and after."""
-    out = {}
-    for key in client.keys("*"):
-        kind = client.type(key)
-        out[key] = client.hgetall(key) if kind == "hash" else client.get(key)
-    return out
-
-
 def test_duplicate_event_changes_nothing(store: FeatureStore, redis_client: redis.Redis) -> None:
     events = [register("A"), purchase("A", "p1", "2026-02-01T10:00:00", 50.0)]
     first = store.ingest(events)
-    before = dump(redis_client)
+    before = dump_redis(redis_client)
     again = store.ingest(events)
     assert (first.accepted, first.duplicates) == (2, 0)
     assert (again.accepted, again.duplicates) == (0, 2)
-    assert dump(redis_client) == before
+    assert dump_redis(redis_client) == before
 
 
 def test_duplicate_inside_one_batch_counts_once(store: FeatureStore) -> None:
@@ -74,7 +68,7 @@ def test_only_register_creates_a_member(store: FeatureStore, redis_client: redis
     result = store.ingest([purchase("ghost", "p1", "2026-02-01T10:00:00", 10.0)])
     assert result.accepted == 0
     assert "not registered" in result.rejected[0].reason
-    assert redis_client.keys("*") == []
+    assert dump_redis(redis_client) == {}
     assert store.member_features("ghost") is None
 
 
@@ -178,7 +172,7 @@ def test_phone_is_never_stored_in_clear(store: FeatureStore, redis_client: redis
     store.ingest([register("A", phone="138-0000-1111"),
                   {"event_id": "p", "type": "profile", "member_id": "A", "ts": "2026-02-01T10:00:00",
                    "phone": "13900002222", "birthday": "1990-07-04"}])
-    everything = repr(dump(redis_client))
+    everything = repr(dump_redis(redis_client))
     for digits in ("13800001111", "138-0000-1111", "13900002222", "1990"):
         assert digits not in everything
     profile = redis_client.hgetall(member_key("A", "p"))
@@ -193,7 +187,7 @@ def test_birthday_countdown(store: FeatureStore) -> None:
 
 def _hammer(url: str, pii_key: str, worker: int, members: int, per_member: int) -> None:
     settings = Settings(_env_file=None, pii_key=pii_key)
-    store = FeatureStore(redis.Redis.from_url(url, decode_responses=True), Programme.from_settings(settings), clock=lambda: NOW)
+    store = FeatureStore(client_from_url(url, decode_responses=True), Programme.from_settings(settings), clock=lambda: NOW)
     batch = [
         purchase(f"M{m}", f"w{worker}-m{m}-{i}", "2026-02-01T10:00:00", 1.0)
         for i in range(per_member) for m in range(members)
@@ -223,10 +217,10 @@ def test_concurrent_writers_lose_no_update(store: FeatureStore, redis_server) ->
 
 def test_rejected_event_leaves_no_partial_change(store: FeatureStore, redis_client: redis.Redis) -> None:
     store.ingest([register("A"), purchase("A", "p", "2026-02-01T10:00:00", 10.0)])
-    before = dump(redis_client)
+    before = dump_redis(redis_client)
     result = store.ingest([purchase("A", "over", "2026-02-02T10:00:00", 99.0, points_used=500)])
     assert result.accepted == 0
-    assert dump(redis_client) == before
+    assert dump_redis(redis_client) == before
 
 
 def test_names_with_control_characters_are_rejected(store: FeatureStore) -> None:

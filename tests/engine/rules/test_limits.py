@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import redis
 
+from engine.redis_server import client_from_url
 from engine.rules import Rule, RuleLimits, in_holdout
 from engine.rules.limits import holdout_mask, member_hashes, member_key
 from tests.engine.rules.conftest import TZ
+
+pytestmark = pytest.mark.cluster
 
 NOW = datetime(2026, 3, 1, 12, 0)
 
@@ -69,7 +72,7 @@ def test_coupon_budget_is_never_overspent_by_concurrent_threads(limits: RuleLimi
 
 
 def _take_in_process(url: str, worker: int, attempts: int, queue) -> None:
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = client_from_url(url, decode_responses=True)
     own = RuleLimits(client, TZ)
     rule = make_rule({"budget": {"amount": 500}, "per_store": {"coupons": 100}})
     queue.put(sum(own.reserve(rule, f"P{worker}-{i}", NOW, store_id="S001", amount=50).granted
