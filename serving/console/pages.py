@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,9 @@ class RuleRow:
 
 
 def rule_rows(statuses: Sequence[RuleStatus], reports: Mapping[str, dict] | None, audit_entries: Sequence[dict],
-              rules_dir: Path) -> list[RuleRow]:
-    """The rules page's rows: ``GET /v1/rules`` figures, the measurement report's, and the audit log's last change."""
+              rules_dir: Path, window: tuple[date, date] | None = None) -> list[RuleRow]:
+    """The rules page's rows: ``GET /v1/rules`` figures, the measurement report's (over ``window``, first and
+    last day), and the audit log's last change."""
     saved = {}
     for entry in audit_entries:  # newest first: keep the first seen per file
         if entry.get("action") == "rules.file_saved":
@@ -56,8 +57,8 @@ def rule_rows(statuses: Sequence[RuleStatus], reports: Mapping[str, dict] | None
         budget = next((b for b in status.budget if b.amount_total or b.coupons_total), None)
         row = RuleRow(status=status, file_name=name, budget=budget)
         report = (reports or {}).get(status.id or "")
-        if report:
-            _measured(row, report)
+        if report and window:
+            _measured(row, report, window)
         entry = saved.get(name)
         if entry:
             row.changed_at, row.changed_by = entry["ts"][:16].replace("T", " "), entry["actor"]
@@ -67,15 +68,18 @@ def rule_rows(statuses: Sequence[RuleStatus], reports: Mapping[str, dict] | None
     return rows
 
 
-def _measured(row: RuleRow, report: dict) -> None:
-    daily = sorted(report.get("daily") or [], key=lambda d: d["day"])
-    days = [date.fromisoformat(d["day"]) for d in daily]
+def _measured(row: RuleRow, report: dict, window: tuple[date, date]) -> None:
+    """Figures of the report; the daily series over every day of the window (a day without activity is 0)."""
+    by_day = {d["day"]: d for d in report.get("daily") or []}
+    first, last = window
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    daily = [by_day.get(day.isoformat(), {}) for day in days]
     row.redemption_rate = report.get("redemption_rate")
     row.lift = report.get("lift_per_member")
     row.lift_ci = report.get("lift_ci95")
-    if daily:
+    if by_day and days:
         fired = [float(d.get("fired") or 0) for d in daily]
-        row.fires_per_day = sum(fired) / len(fired)
+        row.fires_per_day = sum(fired) / len(days)
         row.fires = daily_bars(days, fired, "fired")
         budget = row.budget
         if budget is not None:
@@ -153,6 +157,7 @@ def tier_progress(features: Mapping[str, Any], thresholds: TierThresholds) -> Ti
 
 # --- models --------------------------------------------------------------------------------------
 
+PLOT_ORDER = ("roc.png", "calibration.png", "gain_lift.png", "feature_importance.png")
 MODEL_METRICS = {"churn": ("auc_roc", "pr_auc", "brier"), "recommender": ("precision_at_k", "recall_at_k", "ndcg_at_k")}
 
 
@@ -188,8 +193,8 @@ def model_versions(registry) -> dict[str, list[VersionView]]:
                     view.metrics.append((metric, metrics.get(metric),
                                          {b: metrics[f"baselines.{b}.{metric}"] for b in view.baselines
                                           if f"baselines.{b}.{metric}" in metrics}))
-                view.plots = [Path(a.path).name for a in client.list_artifacts(info.run_id, "plots")
-                              if a.path.endswith(".png")]
+                names = [Path(a.path).name for a in client.list_artifacts(info.run_id, "plots") if a.path.endswith(".png")]
+                view.plots = sorted(names, key=lambda n: (PLOT_ORDER.index(n) if n in PLOT_ORDER else len(PLOT_ORDER), n))
             views.append(view)
         out[name] = views
     return out

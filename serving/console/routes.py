@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
 from pathlib import Path
@@ -141,30 +142,41 @@ def _since(text: str | None, services: Services) -> date:
         raise ConsoleProblem(422, f"since={text!r}: use a date as YYYY-MM-DD") from None
 
 
-async def _rule_reports(request: Request, user: ConsoleUser, since: date) -> tuple[dict[str, dict] | None, str | None]:
-    """The measurement report by rule id, or why there is none (not built yet, or not for this role)."""
+@dataclass(frozen=True)
+class _Reports:
+    """The measurement report by rule id and the days it covers, or why there is none."""
+
+    rules: dict[str, dict] | None = None
+    window: tuple[date, date] | None = None
+    note: str | None = None
+
+
+async def _rule_reports(request: Request, user: ConsoleUser, since: date) -> _Reports:
     answer = await get_json(request.app, REPORTS_PATH, user.raw_key, {"since": since.isoformat()})
     if answer.status == 403:
-        return None, "rules.reports_forbidden"
+        return _Reports(note="rules.reports_forbidden")
     if answer.status != 200 or not isinstance(answer.body, dict):
-        return None, "rules.reports_unavailable"
-    return {r["rule_id"]: r for r in answer.body.get("rules", []) if r.get("rule_id")}, None
+        return _Reports(note="rules.reports_unavailable")
+    body = answer.body
+    window = (date.fromisoformat(body["since"]), date.fromisoformat(body["until"]))
+    return _Reports({r["rule_id"]: r for r in body.get("rules", []) if r.get("rule_id")}, window)
 
 
 async def _rules_page(request: Request, user: ConsoleUser, services: Services, since_text: str | None = None,
                       status_code: int = 200, **context) -> HTMLResponse:
     since = _since(since_text, services)
-    reports, reports_note = await _rule_reports(request, user, since)
+    reports = await _rule_reports(request, user, since)
 
     def build() -> list[pages.RuleRow]:
         statuses = services.rules.statuses(services.clock(), services.limits)
-        return pages.rule_rows(statuses, reports, services.audit.recent(500, "rules."), services.rules.rules_dir)
+        return pages.rule_rows(statuses, reports.rules, services.audit.recent(500, "rules."), services.rules.rules_dir,
+                               reports.window)
 
     rows = await run_in_threadpool(build)
     context.setdefault("edit_file", "")
     context.setdefault("edit_text", "")
-    return render(request, "rules.html", user, status_code, rows=rows, since=since, reports_note=reports_note,
-                  version=services.rules.version, has_reports=reports is not None, **context)
+    return render(request, "rules.html", user, status_code, rows=rows, since=since, reports_note=reports.note,
+                  version=services.rules.version, **context)
 
 
 @router.get("/rules")
@@ -266,7 +278,10 @@ def try_it(request: Request, member: str = Form(..., max_length=64), store: str 
     except OutOfScope as exc:
         return refuse(403, str(exc))
     features = services.store.member_features(member) or features
+    compiled = services.rules.compiled
+    coupon_names = {tid: tmpl.name for tid, tmpl in compiled.loaded.templates.items()} if compiled else {}
     return render(request, "try.html", user, members=members, form=form, answer=answer, features=features,
+                  coupon_names=coupon_names,
                   progress=pages.tier_progress(features, services.settings.tiers),
                   points_per_yuan=services.settings.points.points_per_yuan_redeemed)
 
@@ -290,7 +305,8 @@ def models_page(request: Request, user: ConsoleUser = Depends(console_user("mode
 
 def _models(request: Request, user: ConsoleUser, services: Services, status_code: int = 200, **context) -> HTMLResponse:
     models = pages.model_versions(_registry(services, user))
-    return render(request, "models.html", user, status_code, models=models, in_use=services.models.versions, **context)
+    in_use = ", ".join(f"{name} {version or '-'}" for name, version in services.models.versions.items())
+    return render(request, "models.html", user, status_code, models=models, in_use=in_use, **context)
 
 
 @router.post("/models/promote")

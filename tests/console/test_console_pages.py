@@ -188,6 +188,7 @@ def test_try_it_shows_the_offer_with_its_reason_and_the_members_card(client: Tes
     assert response.status_code == 200
     offer = response.text.split('data-rule="new-member-first-order"')[1].split("</article>")[0]
     assert "新人首单立减 First order 5 yuan off" in offer and "NEW5" in offer
+    assert "新人首单立减5元 (first order 5 yuan off)" in offer, "the coupon's name as coupons.yaml has it"
     assert "orders_total == 0" in offer and "basket_total &gt;= 20" in offer, "the conditions that held"
     code = re.search(r'<code class="code">(\w+)</code>', offer).group(1)
     assert client.app.state.services.coupons.get(code).member_id == NEW_MEMBER, "a real coupon was issued"
