@@ -48,6 +48,7 @@ def serve(
         info = prepare_demo(current, say=lambda text: typer.echo(text, err=True))
         console.print(f"\n[bold]Next-best-offer service[/bold] on http://{host}:{port}  (API docs: /docs)")
         console.print(f"dev key (admin): {info.key}")
+        console.print(f"console: http://{host}:{port}/console  (sign in with the dev key)", highlight=False)
         # Plain output (not rich, which wraps lines) so the command can be copied as it is.
         typer.echo("try:", err=True)
         typer.echo(f"  curl -s -H 'Authorization: Bearer {info.key}' "
