@@ -31,6 +31,7 @@ import redis
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.commands.core import Script
 
+from engine.redis_circuit import circuit_options
 from engine.settings import Settings
 
 
@@ -144,10 +145,14 @@ def redis_url(settings: Settings) -> str:
 
 
 def connect(settings: Settings, url: str | None = None) -> redis.Redis | RedisCluster:
-    """A client for the configured Redis, with short timeouts so an outage degrades instead of hanging."""
+    """A client for the configured Redis, with short timeouts so an outage degrades instead of hanging,
+    and a circuit breaker (``engine.redis_circuit``) so a hung server fails calls fast after a few timeouts."""
+    url = url or redis_url(settings)
+    circuit = {} if is_cluster_url(url) else circuit_options(
+        url, settings.redis_circuit_failures, settings.redis_circuit_cooldown_seconds)
     return client_from_url(
-        url or redis_url(settings), decode_responses=True,
-        socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10,
+        url, decode_responses=True,
+        socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10, **circuit,
     )
 
 

@@ -64,3 +64,34 @@ def bench_api(
     from serving.benchmarks import run_api_benchmark
 
     run_api_benchmark(members, days, rules, rate, seconds, Console())
+
+
+@app.command("soak")
+def bench_soak(
+    minutes: float = typer.Option(10, help="how long the mixed traffic runs"),
+    rate: float = typer.Option(200, help="requests per second (one worker holds ~400/s on 2 cores)"),
+    workers: int = typer.Option(1, min=1, help="uvicorn workers of the server"),
+    p99_budget_ms: float = typer.Option(10, help="next-best-offer p99 budget"),
+    max_rss_growth: float = typer.Option(0.05, help="largest growth of the server's memory after warm-up"),
+    out: str = typer.Option(None, help="also write the report as JSON here"),
+) -> None:
+    """Mixed traffic (80% next-best-offer, 15% events, 5% redemptions) at a fixed rate against the demo in a
+    server process: 5xx, p50/p99 per kind, server memory, Redis keys and TTLs; exit 1 if a check fails."""
+    from serving.soak import soak_demo
+
+    if not soak_demo(minutes, rate, workers, p99_budget_ms, max_rss_growth, Console(), out):
+        raise typer.Exit(1)
+
+
+@app.command("chaos")
+def bench_chaos(
+    seconds: float = typer.Option(60, help="length of the mixed traffic Redis is stopped and started in"),
+    rate: float = typer.Option(100, help="requests per second of that traffic"),
+    out: str = typer.Option(None, help="also write the outcomes as JSON here"),
+) -> None:
+    """Faults against the demo in a server process: Redis stopped and restarted under load, Redis hung (with and
+    without the circuit breaker), a corrupt and a deleted model artifact, a broken rule file; exit 1 if one did harm."""
+    from serving.chaos import chaos_demo
+
+    if not chaos_demo(seconds, rate, Console(), out):
+        raise typer.Exit(1)
