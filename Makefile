@@ -50,3 +50,17 @@ bench-models: install
 .PHONY: cluster-test
 cluster-test: install
 	$(BIN)/python -m pytest -q --redis-cluster
+
+# Reliability evidence (issue 8): the demo in a throw-away Redis and MLflow store, served by a real
+# `nbo serve` process. soak: 10 minutes of mixed traffic at 200/s (one worker holds ~400/s on 2 cores);
+# chaos: Redis stopped/restarted and paused under load, corrupt/deleted model artifacts, a broken
+# rule file. Both exit 1 if a check fails; `make test` runs short versions (tests/reliability).
+SOAK_MINUTES ?= 10
+SOAK_RATE    ?= 200
+SOAK_WORKERS ?= 1
+.PHONY: soak chaos
+soak: install
+	$(BIN)/nbo bench soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE) --workers $(SOAK_WORKERS) --out soak.json
+
+chaos: install
+	$(BIN)/nbo bench chaos --seconds 60 --rate 100 --out chaos.json
