@@ -210,8 +210,8 @@ class ServerProcess:
     def worker_pids(self) -> set[int]:
         """The processes that answer requests: the workers under a supervisor, else the one process."""
         processes = self.processes()
-        children = [p for p in processes[1:] if "python" in p.name().lower()]
-        return {p.pid for p in children} or {processes[0].pid}
+        workers = [p for p in processes[1:] if any("spawn_main" in part for part in p.cmdline())]
+        return {p.pid for p in workers} or {processes[0].pid}
 
     def rss_bytes(self) -> int:
         """Resident memory of the whole server (psutil, summed over its processes)."""
