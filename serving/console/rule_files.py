@@ -10,12 +10,15 @@ the audit log and reloads the rules.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import multiprocessing
 import os
 import re
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -26,7 +29,7 @@ import pandas as pd
 from engine.feature_store import FeatureStore
 from engine.features import FEATURE_NAMES, member_features
 from engine.member_state import Programme
-from engine.rules import ExampleResult, RuleBacktest, backtest, load_rules, run_examples
+from engine.rules import ExampleReport, ExampleResult, RuleBacktest, backtest, load_rules, run_examples
 from engine.rules.compiler import compile_rules
 from engine.rules.loader import RESERVED_FILES
 
@@ -34,7 +37,10 @@ RULE_FILE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.ya?ml$")
 MAX_FILE_BYTES = 64_000
 BACKTEST_MEMBERS = 20_000
 """Members a check backtests on at most (the first the store lists): a check should take seconds."""
+EXAMPLE_RUNS_PER_WORKER = 100
 _save_lock = threading.Lock()
+_worker_lock = threading.Lock()
+_worker: ProcessPoolExecutor | None = None
 
 
 class RuleFileRefused(ValueError):
@@ -102,7 +108,7 @@ def check_rule_file(rules_dir: Path, name: str, text: str, programme: Programme,
         check.rule_ids = sorted(mine)
         if not loaded.ok:
             return check
-        examples = run_examples(folder, programme)
+        examples = run_examples_apart(folder, programme)
         check.examples = [ExampleResult(r.rule_id, r.index, r.name, shown, r.line, r.passed,
                                         r.message.replace(str(folder), rules_dir.name))
                           for r in examples.results if r.rule_id in mine]
@@ -133,6 +139,21 @@ def save_rule_file(rules_dir: Path, name: str, text: str, check: RuleCheck, audi
                  sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
                  previous_sha256=hashlib.sha256(previous).hexdigest() if previous is not None else None)
     return path
+
+
+def run_examples_apart(folder: Path, programme: Programme) -> ExampleReport:
+    """``run_examples`` in a worker process. Each run creates durable_rules rulesets, and durable_rules
+    keeps memory after they are deleted (measured: ~0.4 MB a run of rules/'s examples, growing without
+    bound); the server's own process stays flat, and the worker is replaced every
+    ``EXAMPLE_RUNS_PER_WORKER`` runs. The first check starts the worker (~1.5 s); later ones reuse it."""
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = ProcessPoolExecutor(max_workers=1, max_tasks_per_child=EXAMPLE_RUNS_PER_WORKER,
+                                          mp_context=multiprocessing.get_context("spawn"))
+            atexit.register(_worker.shutdown, cancel_futures=True)
+        worker = _worker
+    return worker.submit(run_examples, folder, programme).result(timeout=120)
 
 
 def live_features(store: FeatureStore, now: datetime, limit: int = BACKTEST_MEMBERS) -> pd.DataFrame:
