@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
+import hypothesis
 import pytest
 import redis
 
@@ -36,6 +38,8 @@ NOW = datetime(2026, 3, 1, 12, 0, 0)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: also runs against a local 3-master Redis Cluster "
                             "(pytest --redis-cluster, make cluster-test)")
+    config.addinivalue_line("markers", "fuzz: hypothesis fuzzing; make fuzz runs these with NBO_FUZZ_SCALE times "
+                            "the examples")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,6 +77,17 @@ def redis_client(redis_server: RedisServer | RedisClusterServers) -> Iterator[re
     client.flushall()
     yield client
     client.close()
+
+
+FUZZ_SCALE = int(os.environ.get("NBO_FUZZ_SCALE", "1"))
+"""``make fuzz`` runs every fuzz test with this many times its examples (``make test``: 1)."""
+
+
+def fuzz_settings(examples: int) -> hypothesis.settings:
+    """Hypothesis settings of a fuzz test: ``examples`` cases in ``make test``, ``NBO_FUZZ_SCALE`` times that in
+    ``make fuzz``; no deadline (a shared 2-core machine), no example database (runs do not depend on each other)."""
+    return hypothesis.settings(max_examples=examples * FUZZ_SCALE, deadline=None, database=None,
+                               suppress_health_check=list(hypothesis.HealthCheck))
 
 
 def dump_redis(client: redis.Redis) -> dict[str, object]:

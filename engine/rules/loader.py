@@ -188,7 +188,12 @@ class YamlProblem(Exception):
 
 def read_yaml(text: str) -> tuple[Any, dict[Path_, int]]:
     """Parse one YAML document; returns the data and the line (1-based) of every key and item."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # reads the whole text: refuses control characters here
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise YamlProblem(line, f"YAML: the character U+{code:04X} is not allowed (a control character?)") from None
     try:
         node = loader.get_single_node()
         if node is None:
