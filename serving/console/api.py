@@ -7,12 +7,15 @@ the app's ASGI stack in this process (httpx's ASGI transport): no socket, no sec
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 REPORTS_PATH = "/v1/reports/rules"
+# httpx logs every request at INFO; these in-process calls are not worth a service log line each.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -150,10 +151,22 @@ def run_examples_apart(folder: Path, programme: Programme) -> ExampleReport:
     with _worker_lock:
         if _worker is None:
             _worker = ProcessPoolExecutor(max_workers=1, max_tasks_per_child=EXAMPLE_RUNS_PER_WORKER,
-                                          mp_context=multiprocessing.get_context("spawn"))
+                                          mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_exit_with_parent, initargs=(os.getpid(),))
             atexit.register(_worker.shutdown, cancel_futures=True)
         worker = _worker
     return worker.submit(run_examples, folder, programme).result(timeout=120)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In the worker: end when the server's process is gone, however it ended (no orphan is left)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def live_features(store: FeatureStore, now: datetime, limit: int = BACKTEST_MEMBERS) -> pd.DataFrame:

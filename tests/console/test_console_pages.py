@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -310,3 +311,26 @@ def test_burn_down_ends_at_what_is_left() -> None:
 
     svg = burn_down([date(2026, 2, 1), date(2026, 2, 2)], [10, 30], total=100, used=60, unit="coupons")
     assert 'data-left="40.00"' in svg and "40 coupons used in these days" in svg
+
+
+def test_the_rule_check_worker_ends_with_a_server_that_was_killed(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    server = subprocess.run([sys.executable, "-c", (
+        "import os\n"
+        "from pathlib import Path\n"
+        "from engine.rules.examples import example_programme\n"
+        "from serving.console import rule_files\n"
+        f"report = rule_files.run_examples_apart(Path({str(REPO / 'rules')!r}), example_programme())\n"
+        "print(report.ok, *rule_files._worker._processes, flush=True)\n"
+        "os._exit(0)  # as a killed server: no clean-up runs\n")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    ok, worker = server.stdout.split()
+    assert ok == "True", server.stderr
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists(), "the worker outlived its server"
