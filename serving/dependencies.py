@@ -38,4 +38,5 @@ def require(permission: str) -> Callable[..., ApiKey]:
             raise HTTPException(403, detail=f"role {key.role!r} may not {permission}")
         return key
 
+    check.permission = permission  # type: ignore[attr-defined]  # which permission guards a route (tests list them)
     return check
