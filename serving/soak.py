@@ -41,6 +41,8 @@ KEY_KINDS: tuple[tuple[str, re.Pattern, bool], ...] = (
     ("coupon issuance", re.compile(r"^m:\{[^}]+\}:cpi:"), True),
     ("coupon", re.compile(r"^cp:\{[^}]+\}$"), True),
     ("member rule cap", re.compile(r"^m:\{[^}]+\}:rl:"), False),
+    ("trigger emission marker", re.compile(r"^m:\{[^}]+\}:ob:"), True),
+    ("trigger delivery marker", re.compile(r"^m:\{[^}]+\}:dl:"), True),
     ("member profile", re.compile(r"^m:\{[^}]+\}:p$"), False),
     ("member state", re.compile(r"^m:\{[^}]+\}:[a-z]+$"), False),
     ("rule budget", re.compile(r"^rl:\{[^}]+\}:"), False),
@@ -61,6 +63,7 @@ class KeyCensus:
     counts: Counter = field(default_factory=Counter)
     without_ttl: Counter = field(default_factory=Counter)
     used_memory: int = 0
+    unknown_sample: list[str] = field(default_factory=list)
 
     @classmethod
     def take(cls, client: redis.Redis) -> KeyCensus:
@@ -81,6 +84,8 @@ class KeyCensus:
             key = key.decode() if isinstance(key, bytes) else key
             kind = key_kind(key)
             census.counts[kind] += 1
+            if kind == "unknown" and len(census.unknown_sample) < 5:
+                census.unknown_sample.append(key)
             if kind in must_expire:
                 batch.append(key)
                 if len(batch) >= 2000:
@@ -338,17 +343,23 @@ def soak_checks(load: LoadResult, stats: Counter, start: KeyCensus, end: KeyCens
                                          f"{stats['retries answered with other coupons']} differed"),
         "expiring keys have a TTL": (without_ttl == 0, ", ".join(f"{k}: {v}" for k, v in end.without_ttl.items())
                                      or "all answer, dedup, issuance and coupon keys expire"),
-        "no unknown keys": (end.counts["unknown"] == 0, f"{end.counts['unknown']}"),
+        "no unknown keys": (end.counts["unknown"] == 0, f"{end.counts['unknown']} {end.unknown_sample}"),
         "answers kept <= full answers": (grown["answer"] <= stats["full answers"],
                                          f"+{grown['answer']} keys for {stats['full answers']} full answers"),
-        # A redemption is applied to the member as a coupon_redeemed event (exactly once per code).
-        "dedup keys = events accepted + redemptions": (
-            grown["event dedup"] == stats["events accepted"] + stats["coupons redeemed"],
-            f"+{grown['event dedup']} keys for {stats['events accepted']} events accepted "
-            f"and {stats['coupons redeemed']} redemptions"),
-        "coupons = coupons answered": (grown["coupon"] == grown["coupon issuance"] == stats["coupons issued"],
-                                       f"+{grown['coupon']} coupons, +{grown['coupon issuance']} issuance markers "
-                                       f"for {stats['coupons issued']} coupons in answers"),
+        # A redemption is applied to the member as a coupon_redeemed event (exactly once per code), and
+        # an event trigger's delivered action (bonus points) as a points_awarded event: at most one
+        # per delivery marker.
+        "dedup keys = events accepted + redemptions (+ trigger deliveries)": (
+            0 <= grown["event dedup"] - stats["events accepted"] - stats["coupons redeemed"]
+            <= grown["trigger delivery marker"],
+            f"+{grown['event dedup']} keys for {stats['events accepted']} events accepted, "
+            f"{stats['coupons redeemed']} redemptions and +{grown['trigger delivery marker']} trigger deliveries"),
+        # Coupons come from answers, and from event triggers' deliveries (at most one per delivery marker).
+        "coupons = issuances = coupons answered (+ trigger deliveries)": (
+            grown["coupon"] == grown["coupon issuance"] and
+            0 <= grown["coupon"] - stats["coupons issued"] <= grown["trigger delivery marker"],
+            f"+{grown['coupon']} coupons, +{grown['coupon issuance']} issuance markers for "
+            f"{stats['coupons issued']} coupons in answers and +{grown['trigger delivery marker']} trigger deliveries"),
         "members = registrations": (grown["member profile"] == stats["members registered"],
                                     f"+{grown['member profile']} profiles for {stats['members registered']} registrations"),
     }
@@ -381,3 +392,21 @@ def print_soak(report: SoakReport, console: Console) -> None:
     console.print("traffic: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.traffic.items())))
     for name, (ok, detail) in report.checks.items():
         console.print(f"[{'green' if ok else 'red'}]{'ok  ' if ok else 'FAIL'}[/] {name}: {detail}")
+
+
+def soak_demo(minutes: float, rate: float, workers: int, p99_budget_ms: float, max_rss_growth: float,
+              console: Console, out: str | None = None) -> bool:
+    """``nbo bench soak``: the demo in a throw-away Redis and MLflow store, soaked; True if every check held."""
+    import tempfile
+    from pathlib import Path
+
+    from serving.benchmarks import demo_service
+
+    with tempfile.TemporaryDirectory() as tmp, demo_service(Path(tmp), console) as service:
+        console.print(f"soaking: {minutes:g} min at {rate:g}/s on {workers} worker(s) ...")
+        report = run_soak(service, minutes * 60, rate, workers, p99_budget_ms=p99_budget_ms,
+                          max_rss_growth=max_rss_growth)
+    print_soak(report, console)
+    if out:
+        Path(out).write_text(json.dumps(report.as_json(), indent=2, default=str))
+    return report.ok
