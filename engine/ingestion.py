@@ -68,6 +68,8 @@ class EventStreamConsumer:
 
     A consumer that dies between read and ack leaves its entries pending; another consumer claims
     them after ``claim_idle_ms`` (XAUTOCLAIM) and applies them, which exactly-once makes safe.
+    Handled entries are deleted as they are acked: a raw event may carry a phone number, which
+    must not stay in Redis in clear (a rejected one leaves its id and reason in the rejected stream).
     """
 
     def __init__(
@@ -143,7 +145,9 @@ class EventStreamConsumer:
             entry_id = entries[rejection.index][0]
             pipe.xadd(REJECTED_STREAM, {"entry": entry_id, "event_id": rejection.event_id or "", "reason": rejection.reason},
                       maxlen=100_000, approximate=True)
-        pipe.xack(EVENTS_STREAM, CONSUMER_GROUP, *[entry_id for entry_id, _ in entries])
+        handled = [entry_id for entry_id, _ in entries]
+        pipe.xack(EVENTS_STREAM, CONSUMER_GROUP, *handled)
+        pipe.xdel(EVENTS_STREAM, *handled)
         pipe.execute()
         self.stats.read += len(entries)
         self.stats.accepted += result.accepted

@@ -8,9 +8,12 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
+import orjson
 import redis
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, Histogram
 
 from engine.member_state import utc_now
@@ -98,6 +101,14 @@ def create_app(
         # A bug must not take the worker down or leak internals; the log has the traceback.
         log.exception("unhandled error", extra={"route": request.url.path})
         return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own 422, serialised by orjson: the errors echo the input, and Python's JSON parser
+        # accepts NaN and Infinity, which the standard encoder then refuses to write (that made a 500).
+        # orjson writes them as null; the message still says what is wrong and where.
+        return Response(orjson.dumps({"detail": jsonable_encoder(exc.errors())}), status_code=422,
+                        media_type="application/json")
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)

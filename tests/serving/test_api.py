@@ -13,6 +13,7 @@ from engine.settings import Settings
 from serving.app import create_app
 from serving.auth import ApiKeys
 from tests.conftest import NOW
+from tests.serving.conftest import bearer
 from training.champions import ChampionModels
 
 
@@ -22,15 +23,6 @@ def client(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient
                      models=ChampionModels.from_models())
     with TestClient(app) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def keys(redis_client: redis.Redis) -> ApiKeys:
-    return ApiKeys(redis_client)
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def register(member: str, store: str = "S001", region: str = "north") -> dict:

@@ -133,3 +133,27 @@ def test_no_key_an_unknown_key_and_other_roles_are_refused(operation, api) -> No
             assert response.status_code == 403 and repr(role) in response.json()["detail"], (role, response.text)
 
     check()
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/next-best-offer", '{"request_id": "r", "member_id": "A", "store_id": "S001", "channel": "pos", '
+                            '"basket": [{"sku": "a", "qty": NaN, "price": Infinity}]}'),
+    ("/v1/coupons/0000000000000000/redeem", '{"member_id": "A", "store_id": -Infinity}'),
+    ("/v1/events", '[{"event_id": "e", "type": "checkin", "member_id": "A", "ts": NaN}]'),
+    ("/v1/events", "[" * 100_000 + "]" * 100_000),
+    ("/v1/events", '[{"event_id": "e", "type": "checkin", "member_id": "A", "ts": "2026-01-01", "x": "'
+                   + "y" * 5_000_000 + '"}]'),
+    ("/v1/events", "[" + ",".join(["{}"] * 5001) + "]"),
+    ("/v1/events", b"\xff\xfe[]"),
+], ids=["nan-and-inf", "minus-inf", "nan-in-an-event", "nested-100k-deep", "5-MB-field", "5001-events",
+        "not-utf-8"])
+def test_bodies_schemathesis_cannot_make_get_a_4xx_that_says_why(path: str, body: str | bytes, api) -> None:
+    """Python's JSON parser accepts NaN and Infinity (not JSON): they must be refused, not crash the answer."""
+    from fastapi.testclient import TestClient
+
+    app, keys = api
+    response = TestClient(app).post(path, content=body, headers={
+        "Authorization": f"Bearer {keys['admin']}", "content-type": "application/json"})
+    assert 400 <= response.status_code < 500 or (
+        path == "/v1/events" and response.status_code == 200 and response.json()["rejected"]), response.text[:300]
+    assert response.json()["detail" if response.status_code != 200 else "rejected"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -14,31 +12,16 @@ from engine.rules import in_holdout
 from engine.settings import Settings
 from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW, REPO
-from training.champions import ChampionModels
+from tests.conftest import NOW
 
 NEW_MEMBER_RULE = "new-member-first-order"
 
 
 @pytest.fixture
-def nbo_settings(settings: Settings, shop) -> Settings:
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    shop.catalogue[["sku", "category"]].to_parquet(settings.var_dir / "catalogue.parquet", index=False)
-    return settings.model_copy(update={"rules_dir": REPO / "rules"})
-
-
-@pytest.fixture
-def models(churn_result, recommender_result) -> ChampionModels:
-    return ChampionModels.from_models(churn=churn_result.model, recommender=recommender_result.model,
-                                      churn_version="4", recommender_version="2")
-
-
-@pytest.fixture
-def client(nbo_settings: Settings, redis_client: redis.Redis, models: ChampionModels, shop) -> Iterator[TestClient]:
-    app = create_app(nbo_settings, redis_client=redis_client, clock=lambda: NOW, background=False, models=models)
-    with TestClient(app) as test_client:
-        backfill(app.state.services.store, shop.transactions, shop.members)
-        yield test_client
+def client(service: TestClient, shop) -> TestClient:
+    """The service with the synthetic shop's history loaded."""
+    backfill(service.app.state.services.store, shop.transactions, shop.members)
+    return service
 
 
 @pytest.fixture
