@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
+from engine.events import MEMBER_ID_PATTERN
 from serving.console import pages
 from serving.console.api import REPORTS_PATH, get_json
 from serving.console.messages import LANGUAGES, translator
@@ -263,7 +264,7 @@ def try_it(request: Request, member: str = Form(..., max_length=64), store: str 
         lines = pages.parse_basket(basket)
     except pages.BasketProblem as exc:
         return refuse(422, user.t("try.bad_basket", line=exc.line, problem=exc.problem))
-    features = services.store.member_features(member) if re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", member) else None
+    features = services.store.member_features(member) if re.match(MEMBER_ID_PATTERN, member) else None
     if features is None:
         return refuse(404, user.t("try.unknown_member", member=member))
     try:
