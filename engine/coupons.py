@@ -18,10 +18,11 @@ from typing import Literal
 
 import redis
 
+from engine import measurement
 from engine.audit import AuditLog
 from engine.events import CouponRedeemedEvent
 from engine.feature_store import FeatureStore
-from engine.member_state import utc_now
+from engine.member_state import day_number, utc_now
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_LENGTH = 16
@@ -142,6 +143,7 @@ class CouponLedger:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(coupon_key(code), mapping=record)
         pipe.expire(coupon_key(code), ttl)
+        measurement.count(pipe, rule_id, "issued", self._day(now))
         pipe.execute()
         if self.audit:
             self.audit.record("coupon.issued", actor=actor, subject=member_id, code_hint=code[-4:], rule_id=rule_id,
@@ -169,9 +171,17 @@ class CouponLedger:
         if self.redis.hget(key, "status") == "issued":
             self.redis.hset(key, "status", "seen")
 
-    def redeem(self, code: str, member_id: str | None, store_id: str | None, actor: str = "pos") -> Coupon:
-        """Redeem once; raises ``CouponError`` (404 unknown, 403 another member's, 409 redeemed or expired)."""
-        now = self.clock().isoformat()
+    def _day(self, now: datetime) -> int:
+        """The stores' local day of ``now`` (measurement counts by it)."""
+        return self.store.programme.day_of(now) if self.store is not None else day_number(now.date())
+
+    def redeem(self, code: str, member_id: str | None, store_id: str | None, actor: str = "pos",
+               basket_total: float | None = None) -> Coupon:
+        """Redeem once; raises ``CouponError`` (404 unknown, 403 another member's, 409 redeemed or expired).
+
+        ``basket_total`` prices a percent-off coupon's cost (else its cap counts, or nothing)."""
+        moment = self.clock()
+        now = moment.isoformat()
         outcome = self._redeem(keys=[coupon_key(code)], args=[member_id or "", now, store_id or ""])
         verdict = outcome[0]
         if verdict == "missing":
@@ -184,6 +194,12 @@ class CouponLedger:
         if verdict == "expired":
             raise CouponError(409, f"coupon expired on {outcome[1]}")
         coupon = self.get(code)
+        cost = coupon.terms.face_value(basket_total) if basket_total is not None or coupon.terms.kind != "percent_off" \
+            else (coupon.terms.max_value or 0.0)
+        pipe = self.redis.pipeline(transaction=False)
+        measurement.count(pipe, coupon.rule_id, "redeemed", self._day(moment))
+        measurement.count(pipe, coupon.rule_id, "cost", self._day(moment), round(cost * 100))
+        pipe.execute()
         if self.store is not None:
             # Redemptions feed the member's features like any other event (exactly once per code).
             self.store.apply_events([CouponRedeemedEvent(

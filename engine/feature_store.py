@@ -26,6 +26,7 @@ from engine.events import Event, parse_event
 from engine.features import member_features
 from engine.member_state import (
     INCREMENTED_PARTS,
+    ITEMS,
     PARTS,
     PROFILE,
     WRITER_PARTS,
@@ -38,6 +39,8 @@ from engine.member_state import (
 )
 from engine.redis_server import queue_script
 
+FEATURE_PARTS: tuple[str, ...] = tuple(part for part in PARTS if part != ITEMS)
+"""What ``member_features`` reads: the items bought are for the recommender only."""
 DAILY_BUCKET_DAYS = 400
 """Daily buckets older than this (behind the member's newest event) are pruned: windows stop at 365."""
 MAX_ATTEMPTS = 64
@@ -158,16 +161,18 @@ class FeatureStore:
 
     # --- reading --------------------------------------------------------------------------------
 
-    def read_states(self, member_ids: Sequence[str]) -> dict[str, MemberState | None]:
-        """The full state of each member, in one round trip (None for an unknown member)."""
+    def read_states(self, member_ids: Sequence[str], parts: Sequence[str] = PARTS) -> dict[str, MemberState | None]:
+        """The state of each member, in one round trip (None for an unknown member); ``parts`` may leave out
+        what the caller does not need (``FEATURE_PARTS``: all that ``member_features`` reads)."""
         pipe = self.redis.pipeline(transaction=False)
         for member_id in member_ids:
-            for part in PARTS:
+            for part in parts:
                 pipe.hgetall(member_key(member_id, part))
         replies = pipe.execute()
         states: dict[str, MemberState | None] = {}
+        n = len(parts)
         for i, member_id in enumerate(member_ids):
-            stored = dict(zip(PARTS, replies[i * len(PARTS):(i + 1) * len(PARTS)]))
+            stored = dict(zip(parts, replies[i * n:(i + 1) * n]))
             states[member_id] = MemberState.from_stored(member_id, stored) if stored[PROFILE] else None
         return states
 

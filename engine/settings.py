@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,6 +86,37 @@ class ArbitrationRules(BaseModel):
     redeemer_uplift: float = Field(0.1, ge=0, description="propensity x (1 + this per coupon redeemed before, up to 5)")
 
 
+class TriggerSettings(BaseModel):
+    """The automated triggers: the daily run, the coupon outbox and its delivery, measurement."""
+
+    daily_at: str = Field("09:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                          description="local time the daily rules are evaluated at (and the scheduler starts)")
+    scheduler: bool = Field(False, description="run the daily rules inside `nbo serve` at daily_at")
+    event_triggers: bool = Field(True, description="evaluate event.<type> rules as events are ingested")
+    deliver: bool = Field(True, description="deliver the outbox inside `nbo serve`")
+    adapter: Literal["log", "webhook"] = Field("log", description="where deliveries go")
+    webhook_url: str | None = Field(None, description="the messaging system's endpoint (adapter webhook)")
+    webhook_timeout_seconds: float = Field(5.0, gt=0)
+    quiet_hours: dict[str, str] = Field(
+        default_factory=lambda: {"sms": "21:00-09:00", "email": "22:00-08:00", "app": "23:00-07:00"},
+        description="channel -> local HH:MM-HH:MM when nothing is sent on it (deliveries wait until the end)")
+    chunk_size: int = Field(1000, ge=1, le=100_000, description="members per unit of work of the daily run")
+    claim_idle_seconds: float = Field(60, gt=0, description="work or outbox entries left this long by a "
+                                      "consumer are claimed by another (XAUTOCLAIM)")
+    max_delivery_attempts: int = Field(5, ge=1, description="then the entry goes to the dead-letter stream")
+    attribution_days: int = Field(14, ge=1, le=365, description="spend counted for lift this many days from exposure")
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _windows_are_times(cls, windows: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for channel, window in windows.items():
+            if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]", window):
+                raise ValueError(f"quiet_hours.{channel}: {window!r} is not HH:MM-HH:MM")
+        return windows
+
+
 class Settings(BaseSettings):
     """Everything the service, the CLI and the tests configure."""
 
@@ -116,6 +148,7 @@ class Settings(BaseSettings):
     points: PointsRules = Field(default_factory=PointsRules)
     segments: SegmentRules = Field(default_factory=SegmentRules)
     arbitration: ArbitrationRules = Field(default_factory=ArbitrationRules)
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
 
     def pii_secret(self) -> bytes:
         """The key for hashing personal data: from the environment, else created once under var_dir."""

@@ -19,7 +19,7 @@ from prometheus_client import Counter, Histogram
 from engine.member_state import utc_now
 from engine.settings import Settings, get_settings
 from serving.console import install_console
-from serving.routes import coupons, events, health, members, offers
+from serving.routes import coupons, events, health, members, offers, reports
 from serving.routes import models as model_routes
 from serving.routes import rules as rule_routes
 from serving.services import Services
@@ -91,7 +91,8 @@ def create_app(
         description="Checkout next-best-offer, member features and events for loyalty programmes.",
         lifespan=lifespan,
     )
-    for router in (offers.router, events.router, members.router, coupons.router, model_routes.router, health.router):
+    for router in (offers.router, events.router, members.router, coupons.router, model_routes.router, health.router,
+                   reports.router):
         app.include_router(router)
     app.include_router(rule_routes.router)
     install_console(app)

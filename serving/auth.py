@@ -27,6 +27,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "rules:write": frozenset({"marketer", "admin"}),
     "models:read": frozenset({"marketer", "data-scientist", "admin"}),
     "models:write": frozenset({"data-scientist", "admin"}),
+    "reports:read": frozenset({"marketer", "data-scientist", "admin"}),
     "offers:try": frozenset({"marketer", "data-scientist", "admin"}),  # the console's "try it" (issues real coupons)
 }
 

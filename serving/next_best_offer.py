@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import redis
 from prometheus_client import Counter
 
+from engine import measurement
 from engine.arbitration import Candidate, Ranked, arbitrate
 from engine.features import member_features
 from engine.member_state import MemberState
@@ -81,15 +82,22 @@ class NextBestOffer:
             degraded=bool(member.degraded), holdout=holdout, notes=notes,
         )
         if "redis" not in member.degraded:
-            self._remember(request, response)
+            self._remember(request, response, now)
         return response
 
     # --- the steps ---------------------------------------------------------------------------
 
-    def _remember(self, request: OfferRequest, response: OfferResponse) -> None:
+    def _remember(self, request: OfferRequest, response: OfferResponse, now) -> None:
+        """Keep the answer for retries and record who each rule reached or held out (for lift), in one round trip."""
+        pipe = self.services.redis.pipeline(transaction=False)
+        pipe.set(answer_key(request.member_id, request.request_id), response.model_dump_json(), ex=ANSWER_TTL_SECONDS)
+        day = self.services.programme.day_of(now)
+        for rule_id in dict.fromkeys(offer.rule_id for offer in response.offers):
+            measurement.record_exposures(pipe, rule_id, day, treatment=[request.member_id])
+        for rule_id in response.holdout:
+            measurement.record_exposures(pipe, rule_id, day, holdout=[request.member_id])
         try:
-            self.services.redis.set(answer_key(request.member_id, request.request_id), response.model_dump_json(),
-                                    ex=ANSWER_TTL_SECONDS)
+            pipe.execute()
         except REDIS_DOWN:
             log.warning("could not remember an answer", extra={"request_id": request.request_id})
 

@@ -16,12 +16,22 @@ from engine.audit import AuditLog
 from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
+from engine.measurement import Measurement
 from engine.member_state import Programme, utc_now
 from engine.redis_server import connect
 from engine.rules import RuleLimits, RuleRuntime, start_watching
 from engine.settings import Settings
+from engine.triggers import (
+    DailyRun,
+    DailyScheduler,
+    Emitter,
+    EventTriggers,
+    OutboxConsumer,
+    adapter_from_settings,
+    server_worker_name,
+)
 from serving.auth import ApiKeys
-from training.champions import ChampionModels
+from training.champions import ChampionModels, ModelUnavailable
 
 
 def load_catalogue(path: Path) -> dict[str, str]:
@@ -51,6 +61,9 @@ class Services:
     limits: RuleLimits
     catalogue: dict[str, str]
     """sku -> category, for basket lines (rules test categories) and category recommendations."""
+    emitter: Emitter
+    event_triggers: EventTriggers
+    measurement: Measurement
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -73,18 +86,59 @@ class Services:
         report = rules.reload()
         if not report.ok:
             log.error("rules did not load", extra={"problems": [str(p) for p in report.errors][:20]})
+        limits = RuleLimits(client, programme.tz)
+        emitter = Emitter(client, limits, programme)
         return cls(
             settings=settings, programme=programme, redis=client, store=store, keys=ApiKeys(client), clock=clock,
             audit=audit, coupons=CouponLedger(client, audit, clock=clock, store=store),
             models=models if models is not None else ChampionModels.from_settings(settings).load(),
-            rules=rules, limits=RuleLimits(client, programme.tz), catalogue=catalogue,
+            rules=rules, limits=limits, catalogue=catalogue, emitter=emitter,
+            event_triggers=EventTriggers(store, rules, emitter, catalogue),
+            measurement=Measurement(client, settings.triggers.attribution_days, settings.arbitration.margin_rate),
         )
+
+    def daily_run(self, worker: str | None = None) -> DailyRun:
+        """The daily rules over every member (churn scored by the champion model when a rule reads it)."""
+        return DailyRun(self.store, self.rules, self.emitter, self.settings.triggers, score_churn=self.score_churn,
+                        worker=worker)
+
+    def score_churn(self, features) -> float | None:
+        """The champion churn model's probability for a feature vector, or None without a model."""
+        try:
+            return self.models.score_churn(features)
+        except ModelUnavailable:
+            return None
+
+    def outbox_consumer(self, consumer: str) -> OutboxConsumer:
+        """A consumer of the coupon outbox delivering through the configured adapter."""
+        adapter = adapter_from_settings(self.settings.triggers, self.settings.var_dir)
+        return OutboxConsumer(self.store, self.coupons, adapter, self.settings.triggers, consumer, audit=self.audit,
+                              clock=self.clock)
+
+    def rule_reports(self, since, until, period: str = "month"):
+        """Measurement of every live rule over exposures from ``since`` to ``until`` (``engine.measurement``)."""
+        compiled = self.rules.compiled
+        rules = [(r.id, r.checked.rule.name, r.trigger) for r in compiled.rules] if compiled else []
+        return self.measurement.report(rules, since, until, period)
+
+    def after_ingest(self, applied) -> None:
+        """Event triggers for applied events; a failure is logged, the events stay applied."""
+        if not applied or not self.settings.triggers.event_triggers:
+            return
+        try:
+            self.event_triggers.after_ingest(applied)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("event triggers skipped: redis unavailable (%s)", type(exc).__name__)
 
     def start_background(self) -> None:
         """Start the events stream consumer (if enabled) and the model reloader, each on its own thread."""
         if self.settings.stream_consumer:
-            consumer = EventStreamConsumer(self.store, consumer=f"serve-{os.getpid()}")
+            consumer = EventStreamConsumer(self.store, consumer=f"serve-{os.getpid()}", on_applied=self.after_ingest)
             self._start("events-stream", consumer.run)
+        if self.settings.triggers.deliver:
+            self._start("outbox", self.outbox_consumer(server_worker_name()).run)
+        if self.settings.triggers.scheduler:
+            self._start("daily-scheduler", DailyScheduler(self.daily_run(server_worker_name()), self.clock).run)
         self._start("model-reload", self._reload_models)
         self._threads.append(start_watching(self.rules, self._stop))
 

@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import redis
 
+from engine.redis_server import queue_script
 from engine.rules.schema import Budget, Rule
 
 DAY_MS = 86_400_000
@@ -290,8 +291,8 @@ class RuleLimits:
             pipe = self.redis.pipeline(transaction=False)
             for i in capped:
                 ask, (count, days), _, base = plans[i]
-                self._member_cap(keys=[member_key(ask.member_id, ask.rule.id)],
-                                 args=[base["token"], self._ms(ask.now), (days or 0) * DAY_MS, count], client=pipe)
+                queue_script(pipe, self._member_cap, [member_key(ask.member_id, ask.rule.id)],
+                             [base["token"], self._ms(ask.now), (days or 0) * DAY_MS, count])
             for i, granted in zip(capped, pipe.execute()):
                 if not granted:
                     ask, (count, days), _, _ = plans[i]
@@ -309,7 +310,7 @@ class RuleLimits:
                     args += [f"c|{field_prefix}", f"a|{field_prefix}",
                              budget.coupons if budget.coupons is not None else -1,
                              round(budget.amount * 100) if budget.amount is not None else -1]
-                self._budget(keys=_rule_keys(ask.rule.id), args=args, client=pipe)
+                queue_script(pipe, self._budget, _rule_keys(ask.rule.id), args)
             give_back = self.redis.pipeline(transaction=False)
             for i, result in zip(budgeted, pipe.execute()):
                 if int(result[0]) != 1:
@@ -336,8 +337,7 @@ class RuleLimits:
         for i in settling:
             r = reservations[i]
             at_ms = self._ms(r.at) if r.at is not None else 0
-            self._settle(keys=_rule_keys(r.rule_id), args=[r.token, "commit", at_ms, "1" if r.idempotent else "0"],
-                         client=pipe)
+            queue_script(pipe, self._settle, _rule_keys(r.rule_id), [r.token, "commit", at_ms, "1" if r.idempotent else "0"])
         lost = self.redis.pipeline(transaction=False)
         for i, settled in zip(settling, pipe.execute()):
             results[i] = bool(settled)

@@ -383,6 +383,17 @@ class RuleRuntime:
         """durable_rules rulesets created since start (each keeps ~0.1-1 MB after use: durable_rules frees little)."""
         return self._rulesets.created
 
+    @property
+    def triggers(self) -> frozenset[str]:
+        """The triggers that have live rules (``checkout``, ``schedule.daily``, ``event.<type>``)."""
+        live = self._live
+        return frozenset(live.handles) if live else frozenset()
+
+    def reads(self, trigger: str) -> frozenset[str]:
+        """The fact fields the live rules of ``trigger`` read (e.g. to skip scoring churn when none does)."""
+        live = self._live
+        return live.reads.get(trigger, frozenset()) if live else frozenset()
+
     # --- evaluating ----------------------------------------------------------------------------
 
     def fact(self, trigger: str, features: Mapping[str, object], context: RequestContext) -> dict[str, object]:

@@ -14,6 +14,7 @@ from serving.cli import bench, data, embedded_redis, events, keys
 from serving.cli import models as models_cli
 from serving.cli import rules as rules_cli
 from serving.cli import train as train_cli
+from serving.cli import triggers as triggers_cli
 from serving.cli.common import console, settings
 
 app = typer.Typer(help="Checkout next-best-offer service.", no_args_is_help=True, add_completion=False)
@@ -25,6 +26,8 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(rules_cli.app, name="rules")
+app.add_typer(triggers_cli.app, name="triggers")
+app.add_typer(triggers_cli.report_app, name="report")
 
 
 @app.command()

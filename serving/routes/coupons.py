@@ -25,6 +25,8 @@ class RedeemRequest(BaseModel):
                                   description="the member presenting it; another member's coupon is refused")
     store_id: str | None = Field(None, max_length=64, description="where it is redeemed")
     request_id: str | None = Field(None, max_length=128, description="the POS transaction, for the audit log")
+    basket_total: float | None = Field(None, ge=0, le=10_000_000, allow_inf_nan=False,
+                                       description="the basket it was used on: prices a percent-off coupon's cost")
 
 
 class Redemption(BaseModel):
@@ -58,7 +60,8 @@ def redeem_coupon(
         if not key.covers(features.get("region"), features.get("home_store")):
             raise HTTPException(403, detail=f"this coupon's member is outside this key's scope {key.scope}")
     try:
-        redeemed = services.coupons.redeem(code, body.member_id, body.store_id, actor=f"key:{key.key_id}")
+        redeemed = services.coupons.redeem(code, body.member_id, body.store_id, actor=f"key:{key.key_id}",
+                                           basket_total=body.basket_total)
     except CouponError as exc:
         raise HTTPException(exc.status, detail=str(exc)) from None
     return Redemption(code=code, member_id=redeemed.member_id, template=redeemed.terms.template,

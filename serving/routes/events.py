@@ -39,6 +39,7 @@ def post_events(
 ) -> IngestResponse:
     """Apply a batch: bad events are rejected one by one with the reason, the rest are applied."""
     result = services.store.ingest(events)
+    services.after_ingest(result.applied)
     return IngestResponse(
         accepted=result.accepted,
         duplicates=result.duplicates,

@@ -42,7 +42,7 @@ def test_every_rule_is_listed_with_status_trigger_priority_and_budget(client: Te
     assert response.status_code == 200
     body = response.json()
     rules = {r["id"]: r for r in body["rules"]}
-    assert len(rules) == 9 and body["version"]
+    assert len(rules) == 10 and body["version"]
     lapsed = rules["lapsed-30d"]
     assert (lapsed["status"], lapsed["trigger"], lapsed["priority"], lapsed["serving"]) == (
         "live", "schedule.daily", 40, True)
