@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -201,6 +201,17 @@ class FeatureStore:
         for key in self.redis.scan_iter(match="m:{*}:p", count=batch):
             text = key.decode() if isinstance(key, bytes) else key
             yield text[3:text.rindex("}")]
+
+    def write_states(self, states: Mapping[str, MemberState]) -> None:
+        """Write whole member states under the given ids, pipelined: a bulk load of history folded elsewhere
+        (benchmarks, migrations). It records no event ids, so replaying that history afterwards would count twice."""
+        pipe = self.redis.pipeline(transaction=False)
+        for member_id, state in states.items():
+            for part in PARTS:
+                values = state.part(part)
+                if values:
+                    pipe.hset(member_key(member_id, part), mapping={k: _encode(v) for k, v in values.items()})
+        pipe.execute()
 
     def write_profile_values(self, values: dict[str, dict[str, object]]) -> None:
         """Set derived profile fields (e.g. batch churn scores) for many members, pipelined."""

@@ -23,6 +23,21 @@ def bench_ingest(
                          processes=processes)
 
 
+@app.command("cluster")
+def bench_cluster(
+    events: int = typer.Option(50_000, help="purchase events to ingest"),
+    members: int = typer.Option(10_000, help="members they spread over"),
+    batch: int = typer.Option(1000, help="events per batch"),
+    reads: int = typer.Option(5000, help="one-member reads for the latency figures"),
+    processes: int = typer.Option(2, min=1, help="ingest processes for the parallel figure"),
+) -> None:
+    """Ingest rate and one-member read p50/p99 on a single Redis and a local 3-master Redis Cluster, side by side."""
+    from serving.benchmarks import run_cluster_benchmark
+
+    run_cluster_benchmark(events=events, members=members, batch=batch, reads=reads, processes=processes,
+                          console=Console())
+
+
 @app.command("models")
 def bench_models(
     als_members: int = typer.Option(64_000, help="synthetic members for the ALS-at-scale fit (~1M interactions)"),
@@ -95,3 +110,20 @@ def bench_chaos(
 
     if not chaos_demo(seconds, rate, Console(), out):
         raise typer.Exit(1)
+
+
+@app.command("triggers")
+def bench_triggers(
+    members: int = typer.Option(1_000_000, help="members in the store for the daily run"),
+    base: int = typer.Option(50_000, help="synthetic members folded from history (each written members/base times)"),
+    days: int = typer.Option(120, help="days of synthetic history"),
+    workers: int = typer.Option(2, min=1, help="daily-run worker processes"),
+    events: int = typer.Option(20_000, help="purchase events for the event-trigger cost"),
+) -> None:
+    """The daily run over many members with the shipped rules, and what event triggers add per event."""
+    from pathlib import Path
+
+    from engine.triggers.benchmark import run_triggers_benchmark
+
+    console = Console()
+    run_triggers_benchmark(members, base, days, workers, events, Path("rules"), say=console.print)
