@@ -64,3 +64,10 @@ soak: install
 
 chaos: install
 	$(BIN)/nbo bench chaos --seconds 60 --rate 100 --out chaos.json
+
+# Bad input, deeper than `make test`: the tests marked `fuzz` (the API through schemathesis with every
+# role's key, rule files, event batches) with FUZZ_SCALE times their hypothesis examples.
+FUZZ_SCALE ?= 10
+.PHONY: fuzz
+fuzz: install
+	NBO_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest -q -m fuzz

@@ -194,11 +194,15 @@ def queue_script(pipe: redis.client.Pipeline | ClusterPipeline, script: Script, 
                  args: list[object]) -> None:
     """Queue a registered Lua script on a pipeline, single Redis or cluster alike.
 
-    A cluster pipeline refuses EVALSHA (a node may not have the script); it routes EVAL by the
-    keys' slot, and the node compiles the body once and caches it, so only the bytes are extra.
+    redis-py's cluster pipeline refuses EVALSHA (a node may not have the script), so it gets EVAL:
+    the node compiles the body once and caches it, only the bytes are extra. The target node is
+    given, from the first key's slot: otherwise redis-py asks the server (COMMAND GETKEYS) where
+    each EVAL's keys are, one round trip per script call (redis/redis-py#2229), which halved ingest.
     """
     if isinstance(pipe, ClusterPipeline):
-        pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)  # its eval() is not Redis EVAL
+        # ClusterPipeline.eval() is not Redis EVAL; execute_command queues the command itself.
+        pipe.execute_command("EVAL", script.script, len(keys), *keys, *args,
+                             target_nodes=pipe.get_node_from_key(keys[0]))
     else:
         script(keys=keys, args=args, client=pipe)
 

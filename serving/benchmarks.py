@@ -20,7 +20,7 @@ from rich.table import Table
 
 from engine.feature_store import FeatureStore
 from engine.member_state import Programme
-from engine.redis_server import RedisServer, start_redis_server
+from engine.redis_server import RedisServer, client_from_url, start_redis_cluster, start_redis_server
 from engine.rules.benchmark import latency_percentiles_us
 from engine.settings import Settings
 
@@ -60,7 +60,7 @@ def purchase_events(members: int, events: int, now: datetime, seed: int = 1) -> 
 
 def _ingest_worker(url: str, shard: list[dict], batch: int, now: datetime, ready, go, done) -> None:
     settings = Settings(_env_file=None, pii_key="bench")
-    store = FeatureStore(redis.Redis.from_url(url, decode_responses=True), Programme.from_settings(settings),
+    store = FeatureStore(client_from_url(url, decode_responses=True), Programme.from_settings(settings),
                          clock=lambda: now)
     ready.release()
     go.wait()
@@ -434,4 +434,62 @@ def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds:
     table.add_row("next-best-offer, 2 workers / s", f"{two['nbo_rps']:,.0f}", f"{two['nbo_rps'] / one['nbo_rps']:.2f}x 1 worker")
     console.print(table)
     console.print(f"statuses: 1 worker {one['nbo_statuses']}, 2 workers {two['nbo_statuses']}")
+    return results
+
+
+# --- a Redis Cluster next to a single Redis ---------------------------------------------------------
+
+
+def _ingest_and_read(url: str, events: int, members: int, batch: int, reads: int, processes: int,
+                     now: datetime) -> dict[str, float | None]:
+    """Ingest rate (one process, and ``processes`` if more than one) and one-member read latency at ``url``."""
+    client = client_from_url(url, decode_responses=True)
+    settings = Settings(_env_file=None, pii_key="bench")
+    store = FeatureStore(client, Programme.from_settings(settings), clock=lambda: now)
+    registers, purchases = purchase_events(members, events, now)
+    for start in range(0, len(registers), batch):
+        store.ingest(registers[start:start + batch])
+    started = time.perf_counter()
+    accepted = sum(store.ingest(purchases[i:i + batch]).accepted for i in range(0, len(purchases), batch))
+    rate = accepted / (time.perf_counter() - started)
+    parallel = (_ingest_in_processes(url, purchase_events(members, events, now, seed=2)[1], processes, batch, now)
+                if processes > 1 else None)
+    rng = random.Random(3)
+    samples = []
+    for _ in range(reads):
+        member_id = f"B{rng.randrange(members)}"
+        t0 = time.perf_counter()
+        store.read_state(member_id)
+        samples.append(time.perf_counter() - t0)
+    p50, p99 = latency_percentiles_us(samples)
+    client.close()
+    return {"ingest_per_s": rate, "parallel_ingest_per_s": parallel, "read_p50_us": p50, "read_p99_us": p99}
+
+
+def run_cluster_benchmark(events: int, members: int, batch: int, reads: int, processes: int,
+                          console: Console) -> dict[str, dict[str, float | None]]:
+    """The same ingest and reads against one redis-server and a local 3-master Redis Cluster, side by side."""
+    now = datetime(2026, 6, 1, 12)
+    results: dict[str, dict[str, float | None]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, start in (("single Redis", start_redis_server), ("Redis Cluster, 3 masters", start_redis_cluster)):
+            servers = start(Path(tmp) / name.split()[0])
+            try:
+                results[name] = _ingest_and_read(servers.url, events, members, batch, reads, processes, now)
+            finally:
+                servers.stop()
+    single, cluster = results.values()
+    table = Table(title=f"nbo bench cluster ({events:,} purchases, {members:,} members, batch {batch}, "
+                        f"{reads:,} reads)")
+    table.add_column("measure")
+    for name in results:
+        table.add_column(name, justify="right")
+    table.add_column("cluster / single", justify="right")
+    for label, key, fmt in (("purchases ingested / s, 1 process", "ingest_per_s", "{:,.0f}"),
+                            (f"... with {processes} ingest processes / s", "parallel_ingest_per_s", "{:,.0f}"),
+                            ("read one member's state p50 us", "read_p50_us", "{:.0f}"),
+                            ("read one member's state p99 us", "read_p99_us", "{:.0f}")):
+        if single[key] is not None:
+            table.add_row(label, fmt.format(single[key]), fmt.format(cluster[key]), f"{cluster[key] / single[key]:.2f}")
+    console.print(table)
     return results

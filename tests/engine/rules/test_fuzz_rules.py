@@ -142,7 +142,7 @@ def fuzz_dir(tmp_path: Path) -> Path:
                          ids=["random-text", "mutated-shipped", "wrong-values"])
 def test_any_rule_file_gets_file_line_problems_and_never_an_exception(fuzz_dir: Path, texts) -> None:
     @given(text=texts)
-    @fuzz_settings(150)
+    @fuzz_settings(100)
     def check(text: str) -> None:
         (fuzz_dir / FILE).write_text(text, encoding="utf-8")
         check_problems(fuzz_dir, text)
@@ -170,7 +170,7 @@ def test_a_runtime_keeps_its_last_good_rules_whatever_is_saved(fuzz_dir: Path, m
     broken = 0
 
     @given(text=yamlish_text() | mutated_shipped_rule() | rule_with_wrong_values())
-    @fuzz_settings(60)
+    @fuzz_settings(50)
     def check(text: str) -> None:
         nonlocal broken
         (fuzz_dir / FILE).write_text(text, encoding="utf-8")
