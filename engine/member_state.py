@@ -48,7 +48,8 @@ PROFILE_FIELDS: dict[str, type] = {
     "opt_out": int, "ch_sms": int, "ch_app": int, "ch_email": int,
     "orders": float, "spend": float, "first_day": int, "last_day": int, "last_ts": float,
     "last_store": str, "growth": float, "refs": int, "checkins": int, "shares": int,
-    "questionnaire": int, "coupons_redeemed": int, "tier": str, "tier_day": int,
+    "questionnaire": int, "coupons_redeemed": int, "tier": str, "tier_day": int, "tier_prev": str,
+    "tier_changed_day": int,
     "churn_p": float, "churn_v": str, "churn_day": int,
 }
 
@@ -381,12 +382,16 @@ def _use_points(w: StateWriter, points: int, day: int, p: Programme) -> None:
 
 def _add_growth(w: StateWriter, amount: float, day: int, p: Programme) -> None:
     """Add growth value and re-evaluate the tier: up at once, and a tier met again is kept longer."""
+    before = effective_tier(w.state, day, p) if w.state.profile.get("tier") else None
     if amount:
         w.incr(MONTHS, f"g{month_index(day)}", amount)
         w.incr(PROFILE, "growth", amount)
     qualified = qualifying_tier(w.state, day, p)
     held = effective_tier(w.state, day, p, qualified)
     if TIERS.index(qualified) >= TIERS.index(held):
+        if before is not None and qualified != before:  # a tier change (what event.tier_change rules answer)
+            w.set("tier_prev", before)
+            w.set("tier_changed_day", day)
         if qualified != w.state.profile.get("tier"):
             w.set("tier", qualified)
         w.set("tier_day", day)

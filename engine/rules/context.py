@@ -26,8 +26,8 @@ from engine.features import FEATURES, FeatureDef
 from engine.member_state import day_number
 from engine.rules.conditions import Vocabulary
 
-TRIGGERS: tuple[str, ...] = ("checkout", "schedule.daily", *(f"event.{t}" for t in EVENT_TYPES))
-"""Every trigger a rule can have: a checkout, a daily schedule, or an event of each type."""
+TRIGGERS: tuple[str, ...] = ("checkout", "schedule.daily", *(f"event.{t}" for t in EVENT_TYPES), "event.tier_change")
+"""Every trigger a rule can have: a checkout, a daily schedule, an event of each type, or a tier change."""
 BASKET_TRIGGERS = frozenset({"checkout", "event.purchase"})
 CHANNEL_TRIGGERS = frozenset({"checkout"})
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

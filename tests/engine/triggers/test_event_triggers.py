@@ -74,3 +74,20 @@ def test_events_without_rules_cost_no_redis_call(make_triggers) -> None:
     calls_before = triggers.redis.info("stats")["total_commands_processed"]
     assert triggers.events().after_ingest(result.applied).fired == 0
     assert triggers.redis.info("stats")["total_commands_processed"] == calls_before + 1  # only the INFO itself
+
+
+def test_reaching_silver_fires_the_tier_change_rules_once(make_triggers) -> None:
+    welcome = coupon_rule("silver-welcome", when="tier == silver", trigger="event.tier_change",
+                          limits="{per_member: 1 per year}")
+    triggers = make_triggers({"welcome.yaml": welcome})
+    triggers.ingest([register("M1", datetime(2026, 2, 1, 9, 0))])
+    events = triggers.events()
+    small = triggers.ingest([purchase("M1", datetime(2026, 3, 1, 10, 0), amount=100.0)])
+    assert events.after_ingest(small.applied).emitted == 0  # 100 growth: still regular
+    # 450 more growth (silver at 500) in two purchases the same day: one change, one emission.
+    big = triggers.ingest([purchase("M1", datetime(2026, 3, 2, 10, 0), amount=200.0, n=1),
+                           purchase("M1", datetime(2026, 3, 2, 11, 0), amount=250.0, n=2)])
+    assert events.after_ingest(big.applied).emitted == 1
+    assert events.after_ingest(big.applied).already == 1  # a retry of the same batch emits nothing
+    assert [(e["member"], e["period"]) for e in triggers.outbox()] == [
+        ("M1", f"tier:silver:{triggers.store.programme.day_of(datetime(2026, 3, 2, 10, 0))}")]
