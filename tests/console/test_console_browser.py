@@ -105,6 +105,7 @@ def test_a_marketer_reads_rules_checks_a_broken_file_and_tries_an_offer(page, se
     page.click("#ask")
     offer = page.locator('article.offer[data-rule="new-member-first-order"]')
     assert "新人首单立减 First order 5 yuan off" in offer.locator("h3").inner_text()
+    assert "新人首单立减5元 (first order 5 yuan off)" in offer.locator(".coupon-name").inner_text(), "as written"
     assert "NEW5" in offer.locator(".coupon").inner_text()
     assert "basket_total >= 20" in offer.inner_text(), "the reason lists the conditions that held"
     code = offer.locator("code.code").inner_text()
@@ -155,3 +156,24 @@ def test_a_marketer_cannot_promote_and_signing_out_asks_for_the_key_again(page, 
     page.click("#logout")
     page.goto(server + "/console/try")
     assert "/console/login" in page.url
+
+
+def test_a_coupon_issued_by_try_it_and_redeemed_shows_in_the_rules_measurement(page, server: str, keys: ApiKeys) -> None:
+    sign_in(page, server, keys.create("marketer"), "/console/try")
+    page.fill("#member", NEW_MEMBER)
+    page.fill("#basket", "SKU00001 4 6.5")
+    page.click("#ask")
+    code = page.locator('article.offer[data-rule="new-member-first-order"] code.code').inner_text()
+    redeemed = page.request.post(f"{server}/v1/coupons/{code}/redeem", data={"member_id": NEW_MEMBER, "store_id": "S001"},
+                                 headers={"Authorization": f"Bearer {keys.create('pos')}"})
+    assert redeemed.status == 200, redeemed.text()
+
+    page.get_by_role("link", name="Rules").click()
+    row = page.locator('tr[data-rule="new-member-first-order"]')
+    assert row.locator("td.redemption").inner_text() == "100.0%", "1 coupon issued, 1 redeemed"
+    assert row.locator("td.fires svg rect").count() >= 1
+    assert float(row.locator("td.fires").inner_text().split()[0]) > 0
+    burn = row.locator("svg.burn")
+    assert burn.get_attribute("data-total") == "100000.00" and burn.get_attribute("data-left") == "99995.00"
+    assert "no data yet" in page.locator('tr[data-rule="lapsed-30d"] td.redemption').inner_text(), "nothing issued"
+    shot(page, "08-rules-measured")
