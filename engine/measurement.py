@@ -214,6 +214,19 @@ def _period_label(day: int, period: str) -> str:
     return "total"
 
 
-def default_since(until: date, days: int = 30) -> date:
-    """The report's default start: ``days`` before ``until``."""
-    return until - timedelta(days=days - 1)
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+MAX_REPORT_DAYS = 400
+
+
+def report_window(since: date | None, until: date | None, today: date) -> tuple[date, date]:
+    """The report's days: ``until`` defaults to today, ``since`` to 30 days before; ``ValueError`` says what is wrong."""
+    until = until or today
+    since = since or (until - timedelta(days=29) if until >= EARLIEST + timedelta(days=29) else until)
+    for name, day in (("since", since), ("until", until)):
+        if not EARLIEST <= day <= LATEST:
+            raise ValueError(f"{name} {day} is outside {EARLIEST}..{LATEST}")
+    if since > until:
+        raise ValueError(f"since {since} is after until {until}")
+    if (until - since).days >= MAX_REPORT_DAYS:
+        raise ValueError(f"at most {MAX_REPORT_DAYS} days at once (asked {(until - since).days + 1})")
+    return since, until

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date, timedelta
+from datetime import date
 
 import typer
 
@@ -109,10 +109,15 @@ def report_rules(
 
     if period not in ("day", "week", "month"):
         raise typer.BadParameter("period is day, week or month")
+    from engine.measurement import report_window
+
     services = _services(with_models=False)
     try:
-        last = date.fromisoformat(until) if until else _today(services)
-        first = date.fromisoformat(since) if since else last - timedelta(days=29)
+        try:
+            first, last = report_window(date.fromisoformat(since) if since else None,
+                                        date.fromisoformat(until) if until else None, _today(services))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
         reports = services.rule_reports(first, last, period)
     finally:
         services.close()

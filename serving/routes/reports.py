@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from engine.measurement import PeriodReport, RuleReport
+from engine.measurement import PeriodReport, RuleReport, report_window
 from serving.auth import ApiKey
 from serving.dependencies import get_services, require
 from serving.services import Services
 
 router = APIRouter(tags=["reports"])
-
-MAX_DAYS = 400
 
 
 class Measured(BaseModel):
@@ -83,12 +81,10 @@ def rules_report(
     services: Services = Depends(get_services),
 ) -> RulesReport:
     """Per rule: members targeted and held out, coupons issued and redeemed, spend after exposure, lift, ROI."""
-    until = until or services.programme.local(services.clock()).date()
-    since = since or until - timedelta(days=29)
-    if since > until:
-        raise HTTPException(422, detail=f"since {since} is after until {until}")
-    if (until - since).days >= MAX_DAYS:
-        raise HTTPException(422, detail=f"at most {MAX_DAYS} days at once (asked {(until - since).days + 1})")
+    try:
+        since, until = report_window(since, until, services.programme.local(services.clock()).date())
+    except ValueError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
     reports = services.rule_reports(since, until, period)
     return RulesReport(since=since, until=until, attribution_days=services.settings.triggers.attribution_days,
                        rules=[rule_measured(r) for r in reports])
