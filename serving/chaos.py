@@ -14,6 +14,8 @@ start again on the same port (its append-only file brings the data back) or paus
   one whose files are gone. The previous champion keeps serving; /readyz and the log say why.
 * ``broken_rule_file``: a broken file dropped into the rules directory. The last good rules stay
   live; /readyz and GET /v1/rules say why; removing the file clears it.
+* ``daily_run_killed``: ``nbo triggers run-daily`` killed mid-run and started again: it resumes its
+  unfinished chunk, every member is evaluated once and each (rule, member, day) is emitted once.
 """
 
 from __future__ import annotations
@@ -343,6 +345,56 @@ def broken_rule_file(service: BenchService, server: ServerProcess, wait: float =
     return outcome
 
 
+def daily_run_killed(service: BenchService, as_of: str = "2026-04-01", chunk_size: int = 20,
+                     kill_after_chunks: int = 2, timeout: float = 300) -> FaultOutcome:
+    """``nbo triggers run-daily`` killed (SIGKILL) mid-run, then started again: the run completes once."""
+    import subprocess
+    import sys
+    from datetime import date
+
+    from engine.triggers import run_key
+    from engine.triggers.outbox import OUTBOX_STREAM
+
+    outcome = FaultOutcome("daily run killed", f"nbo triggers run-daily --as-of {as_of} killed (SIGKILL) after "
+                                               f"{kill_after_chunks} chunks of {chunk_size} members, then run again")
+    client = service.client()
+    key = run_key(date.fromisoformat(as_of))
+    env = {**os.environ, **service.env, "NBO_TRIGGERS__CHUNK_SIZE": str(chunk_size)}
+    command = [sys.executable, "-m", "serving.cli", "triggers", "run-daily", "--as-of", as_of, "--worker", "chaos"]
+    log = service.root / "daily-run.log"
+    with open(log, "wb") as out:
+        first = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        reached = wait_for(lambda: int(client.hget(key, "chunks_done") or 0) >= kill_after_chunks
+                           or first.poll() is not None, timeout, every=0.02)
+        killed_at = int(client.hget(key, "chunks_done") or 0)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        started = time.monotonic()
+        again = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+    run = client.hgetall(key)
+    period = f"d{as_of}"
+    entries = [json.loads(fields["e"]) for _, fields in client.xrange(OUTBOX_STREAM)]
+    keys = [e["key"] for e in entries if e["period"] == period and e["action"] == 0]
+    emitted = int(run.get("emitted", 0))
+    outcome.figures = {"chunks when killed": f"{killed_at} of {run.get('chunks')}",
+                       "members planned / evaluated": f"{run.get('member_ids')} / {run.get('members')}",
+                       "emitted": emitted, "outbox entries (first action)": len(keys),
+                       "resumed run seconds": round(time.monotonic() - started, 1)}
+    outcome.checks = {
+        "killed mid-run": (bool(reached) and 0 < killed_at < int(run.get("chunks", 0)),
+                           f"{killed_at} of {run.get('chunks')} chunks done when killed"),
+        "the second run completes it": (again.returncode == 0 and run.get("status") == "done"
+                                        and run.get("chunks_done") == run.get("chunks"),
+                                        f"exit {again.returncode}, {run.get('status')}, "
+                                        f"{run.get('chunks_done')}/{run.get('chunks')}"),
+        "every member evaluated once": (run.get("members") == run.get("member_ids"),
+                                        f"{run.get('members')} evaluated of {run.get('member_ids')}"),
+        "one emission per (rule, member, day)": (len(keys) == len(set(keys)) == emitted and emitted > 0,
+                                                 f"{len(keys)} entries, {len(set(keys))} keys, {emitted} emitted"),
+    }
+    return outcome
+
+
 def run_chaos(service: BenchService, seconds: float, rate: float, console: Console,
               hung_seconds: float = 12, hung_rate: float = 20, hung_pause: float = 2) -> list[FaultOutcome]:
     """Every fault against servers of ``service``; prints each outcome as it comes."""
@@ -352,7 +404,8 @@ def run_chaos(service: BenchService, seconds: float, rate: float, console: Conso
         server.wait_ready()
         for fault in (lambda: redis_restart_under_load(service, server, seconds, rate),
                       lambda: model_artifact_faults(service, server),
-                      lambda: broken_rule_file(service, server)):
+                      lambda: broken_rule_file(service, server),
+                      lambda: daily_run_killed(service)):
             outcomes.append(fault())
             print_outcome(outcomes[-1], console)
         with_circuit = hung_redis(service, server, hung_seconds, hung_rate, hung_pause)

@@ -49,3 +49,10 @@ def test_a_broken_rule_file_keeps_the_last_good_rules_live_and_says_why(
 ) -> None:
     outcome = broken_rule_file(service, server)
     assert not failed(outcome), (failed(outcome), outcome.figures)
+
+
+def test_a_daily_run_killed_mid_run_completes_once_when_started_again(service: BenchService) -> None:
+    from serving.chaos import daily_run_killed
+
+    outcome = daily_run_killed(service, chunk_size=10)
+    assert not failed(outcome), (failed(outcome), outcome.figures)
