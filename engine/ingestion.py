@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -19,7 +18,7 @@ import redis
 from engine.events import Event
 from engine.feature_store import FeatureStore, IngestResult
 from engine.point_in_time import history_events
-from engine.redis_server import client_like
+from engine.streams import GroupConsumer
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class StreamStats:
     rejected: int = 0
 
 
-class EventStreamConsumer:
+class EventStreamConsumer(GroupConsumer):
     """Applies events from the events stream with a consumer group; entries are acked after they apply.
 
     A consumer that dies between read and ack leaves its entries pending; another consumer claims
@@ -81,26 +80,12 @@ class EventStreamConsumer:
         claim_idle_ms: int = 30_000,
         on_applied: Callable[[list[Event]], None] | None = None,
     ) -> None:
+        super().__init__(store.redis, EVENTS_STREAM, CONSUMER_GROUP, consumer, block_ms)
         self.store = store
-        self.redis = store.redis
-        # Blocking reads wait up to block_ms: give them a connection whose timeout is longer than
-        # that, separate from the short-timeout client that keeps requests snappy.
-        self._blocking = client_like(store.redis, socket_timeout=block_ms / 1000 + 2)
-        self.consumer = consumer
         self.batch_size = batch_size
-        self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.on_applied = on_applied
         self.stats = StreamStats()
-        self._group_ready = False
-
-    def ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(EVENTS_STREAM, CONSUMER_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
 
     def run_once(self) -> int:
         """Claim stale pending entries, read new ones, apply and ack them; returns entries handled."""
@@ -117,16 +102,6 @@ class EventStreamConsumer:
         for _, entries in replies or []:
             handled += self._handle(entries)
         return handled
-
-    def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set; a Redis outage pauses consumption and it resumes after."""
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("events stream: redis unavailable (%s); retrying", type(exc).__name__)
-                self._group_ready = False
-                stop.wait(1.0)
 
     def _handle(self, entries: Iterable[tuple]) -> int:
         entries = [(entry_id, fields) for entry_id, fields in entries if fields]

@@ -30,6 +30,7 @@ from engine.feature_store import FEATURE_PARTS, FeatureStore
 from engine.features import member_features
 from engine.rules import RequestContext, RuleRuntime
 from engine.settings import TriggerSettings
+from engine.streams import ensure_group
 from engine.triggers.outbox import Decision, EmitStats, Emitter
 
 log = logging.getLogger(__name__)
@@ -104,11 +105,7 @@ class DailyRun:
         for i, part in enumerate(parts):
             pipe.hset(f"{key}:chunks", str(i), "\n".join(part))
         pipe.execute()
-        try:
-            self.redis.xgroup_create(f"{key}:work", WORKERS_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self.redis, f"{key}:work", WORKERS_GROUP)
         pipe = self.redis.pipeline(transaction=False)
         for i in range(len(parts)):
             pipe.xadd(f"{key}:work", {"chunk": str(i)})

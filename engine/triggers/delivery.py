@@ -31,14 +31,13 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any, Protocol
 
-import redis
-
 from engine.audit import AuditLog
 from engine.coupons import CouponLedger, CouponTerms
 from engine.events import PointsAwardedEvent
 from engine.feature_store import FeatureStore
 from engine.member_state import PROFILE, utc_now
 from engine.settings import TriggerSettings
+from engine.streams import GroupConsumer
 from engine.triggers.outbox import DEAD_LETTERS, DEFERRED, DELIVERY_GROUP, MARKER_TTL_SECONDS, OUTBOX_STREAM
 
 log = logging.getLogger(__name__)
@@ -175,37 +174,22 @@ class DeliveryStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-class OutboxConsumer:
+class OutboxConsumer(GroupConsumer):
     """One consumer of the outbox group: claims stale entries, reads new ones, delivers, acks."""
 
     def __init__(self, store: FeatureStore, coupons: CouponLedger, adapter: DeliveryAdapter,
                  settings: TriggerSettings, consumer: str, audit: AuditLog | None = None,
                  clock: Callable[[], datetime] = utc_now, batch_size: int = 100, block_ms: int = 1000) -> None:
-        from engine.redis_server import client_like
-
+        super().__init__(store.redis, OUTBOX_STREAM, DELIVERY_GROUP, consumer, block_ms)
         self.store = store
-        self.redis: redis.Redis = store.redis
         self.coupons = coupons
         self.adapter = adapter
         self.settings = settings
-        self.consumer = consumer
         self.audit = audit
         self.clock = clock
         self.batch_size = batch_size
-        self.block_ms = block_ms
-        # Blocking reads wait up to block_ms: their own connection, with a longer timeout.
-        self._blocking = client_like(self.redis, socket_timeout=block_ms / 1000 + 2)
         self._release = self.redis.register_script(_RELEASE_LUA)
         self.stats = DeliveryStats()
-        self._group_ready = False
-
-    def ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(OUTBOX_STREAM, DELIVERY_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
 
     def run_once(self, block: bool = True) -> int:
         """Release entries whose quiet hours ended, claim stale ones, read new ones; returns entries handled."""
@@ -230,16 +214,6 @@ class OutboxConsumer:
         while (n := self.run_once(block=False)) > 0:
             total += n
         return total
-
-    def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set; a Redis outage pauses delivery and it resumes after."""
-        while not stop.is_set():
-            try:
-                self.run_once()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("outbox: redis unavailable (%s); retrying", type(exc).__name__)
-                self._group_ready = False
-                stop.wait(1.0)
 
     # --- one entry ------------------------------------------------------------------------------
 
