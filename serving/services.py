@@ -129,6 +129,8 @@ class Services:
             self.event_triggers.after_ingest(applied)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("event triggers skipped: redis unavailable (%s)", type(exc).__name__)
+        except Exception:  # a rule bug must not stop ingestion (the events are applied already)
+            log.exception("event triggers failed; the events stay applied")
 
     def start_background(self) -> None:
         """Start the events stream consumer (if enabled) and the model reloader, each on its own thread."""
