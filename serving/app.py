@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-import orjson
+import pydantic_core
 import redis
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -105,11 +105,13 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's own 422, serialised by orjson: the errors echo the input, and Python's JSON parser
-        # accepts NaN and Infinity, which the standard encoder then refuses to write (that made a 500).
-        # orjson writes them as null; the message still says what is wrong and where.
-        return Response(orjson.dumps({"detail": jsonable_encoder(exc.errors())}), status_code=422,
-                        media_type="application/json")
+        # FastAPI's own 422, serialised by pydantic: the errors echo the input, and Python's JSON parser
+        # accepts NaN and Infinity, which the standard encoder then refuses to write (that made a 500;
+        # orjson refused integers past 64 bits). NaN and infinities are written as null; the message
+        # still says what is wrong and where.
+        body = pydantic_core.to_json({"detail": jsonable_encoder(exc.errors())}, inf_nan_mode="null",
+                                     serialize_unknown=True)
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)

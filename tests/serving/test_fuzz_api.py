@@ -139,13 +139,14 @@ def test_no_key_an_unknown_key_and_other_roles_are_refused(operation, api) -> No
     ("/v1/next-best-offer", '{"request_id": "r", "member_id": "A", "store_id": "S001", "channel": "pos", '
                             '"basket": [{"sku": "a", "qty": NaN, "price": Infinity}]}'),
     ("/v1/coupons/0000000000000000/redeem", '{"member_id": "A", "store_id": -Infinity}'),
+    ("/v1/next-best-offer", '{"request_id": -9223372036854775809, "member_id": [18446744073709551616]}'),
     ("/v1/events", '[{"event_id": "e", "type": "checkin", "member_id": "A", "ts": NaN}]'),
     ("/v1/events", "[" * 100_000 + "]" * 100_000),
     ("/v1/events", '[{"event_id": "e", "type": "checkin", "member_id": "A", "ts": "2026-01-01", "x": "'
                    + "y" * 5_000_000 + '"}]'),
     ("/v1/events", "[" + ",".join(["{}"] * 5001) + "]"),
     ("/v1/events", b"\xff\xfe[]"),
-], ids=["nan-and-inf", "minus-inf", "nan-in-an-event", "nested-100k-deep", "5-MB-field", "5001-events",
+], ids=["nan-and-inf", "minus-inf", "past-64-bit-integers", "nan-in-an-event", "nested-100k-deep", "5-MB-field", "5001-events",
         "not-utf-8"])
 def test_bodies_schemathesis_cannot_make_get_a_4xx_that_says_why(path: str, body: str | bytes, api) -> None:
     """Python's JSON parser accepts NaN and Infinity (not JSON): they must be refused, not crash the answer."""
