@@ -47,6 +47,7 @@ KEY_KINDS: tuple[tuple[str, re.Pattern, bool], ...] = (
     ("member state", re.compile(r"^m:\{[^}]+\}:[a-z]+$"), False),
     ("rule budget", re.compile(r"^rl:\{[^}]+\}:"), False),
     ("rule measurement", re.compile(r"^m[sx]:\{[^}]+\}"), False),
+    ("daily run", re.compile(r"^run:\{daily:[0-9-]+\}"), True),
     ("service", re.compile(r"^nbo:"), False),
 )
 """What each Redis key is; the first pattern that matches names it (a key none matches is 'unknown')."""
