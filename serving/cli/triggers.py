@@ -129,7 +129,9 @@ def report_rules(
                    "lift/member (95% CI)", "incr. revenue", "cost", "ROI"):
         table.add_column(column, justify="left" if column in ("rule", "period") else "right")
     for report in reports:
-        for row in (report.total, *report.periods):
+        # The periods add nothing when there is one and it is the whole range's only data.
+        rows = (report.total, *report.periods) if len(report.periods) > 1 else (report.total,)
+        for row in rows:
             if not row.targeted and not row.issued and not row.fired:
                 continue
             ci = f" ({row.lift_ci95[0]:+.2f}..{row.lift_ci95[1]:+.2f})" if row.lift_ci95 else ""
@@ -139,7 +141,12 @@ def report_rules(
                           _fmt(row.spend_per_member_holdout),
                           _fmt(row.lift_per_member, "{:+.2f}") + ci, _fmt(row.incremental_revenue),
                           f"{row.coupon_cost:.2f}", _fmt(row.roi, "{:.2f}"))
-    console.print(table)
+    import sys
+
+    from rich.console import Console
+
+    # The report is the command's output (stdout); 13 columns are never squeezed into a pipe's 80.
+    Console(width=None if sys.stdout.isatty() else 170).print(table)
 
 
 def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
