@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     pii_key: str | None = Field(None, description="secret for hashing phone numbers; generated under var_dir if unset")
     event_dedup_days: int = Field(35, ge=1, description="how long an event_id is remembered for exactly-once")
     stream_consumer: bool = Field(True, description="consume the events Redis Stream inside `nbo serve`")
+    stream_claim_idle_seconds: float = Field(
+        30, gt=0, description="events left pending this long by a consumer (it died) are claimed by another")
     model_reload_seconds: float = Field(60, gt=0, description="how often serving asks the registry for new champions")
     redis_circuit_failures: int = Field(
         3, ge=0, description="consecutive Redis connection errors or timeouts that open the circuit (0: no circuit)")

@@ -135,7 +135,8 @@ class Services:
     def start_background(self) -> None:
         """Start the events stream consumer (if enabled) and the model reloader, each on its own thread."""
         if self.settings.stream_consumer:
-            consumer = EventStreamConsumer(self.store, consumer=f"serve-{os.getpid()}", on_applied=self.after_ingest)
+            consumer = EventStreamConsumer(self.store, consumer=f"serve-{os.getpid()}", on_applied=self.after_ingest,
+                                           claim_idle_ms=int(self.settings.stream_claim_idle_seconds * 1000))
             self._start("events-stream", consumer.run)
         if self.settings.triggers.deliver:
             self._start("outbox", self.outbox_consumer(server_worker_name()).run)
