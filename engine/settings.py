@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     pii_key: str | None = Field(None, description="secret for hashing phone numbers; generated under var_dir if unset")
     event_dedup_days: int = Field(35, ge=1, description="how long an event_id is remembered for exactly-once")
     stream_consumer: bool = Field(True, description="consume the events Redis Stream inside `nbo serve`")
+    writer_cache_members: int = Field(
+        50_000, ge=0, description="members whose last committed state an ingesting process keeps (~2.3 KB each; "
+        "it saves a read for members seen again; 0: none)")
     stream_claim_idle_seconds: float = Field(
         30, gt=0, description="events left pending this long by a consumer (it died) are claimed by another")
     model_reload_seconds: float = Field(60, gt=0, description="how often serving asks the registry for new champions")

@@ -79,7 +79,7 @@ class Services:
         programme = Programme.from_settings(settings)
         client = client or connect(settings)
         audit = AuditLog(client, settings.var_dir / "audit", clock=clock)
-        store = FeatureStore(client, programme, clock=clock)
+        store = FeatureStore(client, programme, clock=clock, writer_cache_members=settings.writer_cache_members)
         catalogue = load_catalogue(settings.catalogue_path or settings.var_dir / "catalogue.parquet")
         rules = RuleRuntime(settings.rules_dir, programme.tz, settings.points.points_per_yuan_redeemed,
                             catalogue=catalogue, audit=audit)
