@@ -72,8 +72,11 @@ def _as_float(value: object) -> float:
 
 def input_row(features: Mapping[str, object], names: tuple[str, ...] = MODEL_INPUTS) -> np.ndarray:
     """One member's model inputs (float64, NaN for missing) from a feature dict."""
-    values = {name: _as_float(features.get(name)) for name in NUMERIC_FEATURES}
-    values.update(_derive(values, max))
+    # numpy scalars divide like the training frame's columns: x / 0 is inf (0 / 0 NaN), never an exception
+    # (a member scored as of a day before it registered has a tenure of 0).
+    values = {name: np.float64(_as_float(features.get(name))) for name in NUMERIC_FEATURES}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values.update(_derive(values, max))
     return np.array([values[name] for name in names], dtype=np.float64)
 
 
@@ -84,7 +87,8 @@ def input_frame(features: pd.DataFrame, names: tuple[str, ...] = MODEL_INPUTS) -
         if name in features.columns else np.full(len(features), np.nan)
         for name in NUMERIC_FEATURES
     }
-    values.update(_derive(values, np.maximum))
+    with np.errstate(divide="ignore", invalid="ignore"):  # x / 0: inf, 0 / 0: NaN (what the model was trained on)
+        values.update(_derive(values, np.maximum))
     return pd.DataFrame({name: values[name] for name in names}, index=features.index)
 
 

@@ -203,6 +203,8 @@ class DailyRun:
                 continue
             members += 1
             features = member_features(state, moment, programme)
+            if features["days_since_registration"] is not None and features["days_since_registration"] < 0:
+                continue  # not yet a member on that day (a run for a past date)
             if wants_churn:
                 probability = self.score_churn(features)
                 if probability is not None:

@@ -102,3 +102,14 @@ def test_churn_beats_the_best_single_feature_on_online_retail(shop_programme):
     best = result.best_single_feature_baseline
     assert result.metrics["auc_roc"] > result.baseline_metrics[best]["auc_roc"] + 0.01
     assert datetime.fromisoformat(result.metrics_json()["cutoff"]).date() == date(2011, 9, 1)
+
+
+def test_a_member_scored_before_it_registered_gets_the_frames_inputs_not_an_error(churn_result) -> None:
+    # Tenure 0 (scored the day before registration) divides by zero: inf / NaN like the training
+    # frame's numpy columns, never a ZeroDivisionError in a checkout or the daily run.
+    features = {"days_since_registration": -1, "orders_total": 2, "recency_days": 3, "frequency_90d": 1,
+                "frequency_365d": 2, "monetary_90d": 10.0, "monetary_365d": 20.0}
+    row = input_row(features)
+    frame = input_frame(pd.DataFrame([features]))
+    np.testing.assert_array_equal(row, frame.iloc[0].to_numpy())
+    assert 0.0 <= churn_result.model.score(features) <= 1.0

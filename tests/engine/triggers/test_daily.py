@@ -105,3 +105,16 @@ def test_held_out_members_get_nothing_but_are_recorded_for_lift(make_triggers) -
     exposed = triggers.redis.hgetall(measurement.exposures_key("lapsed", day))
     assert {m for m, g in exposed.items() if g == "t"} == treated
     assert {m for m, g in exposed.items() if g == "h"} == set(lapsed) - treated
+
+
+def test_a_run_for_a_past_day_leaves_out_members_who_registered_after_it(make_triggers) -> None:
+    from datetime import datetime
+
+    from tests.engine.triggers.conftest import register
+
+    triggers = make_triggers({"welcome.yaml": coupon_rule("everyone", when="registered")})
+    triggers.set_now(datetime(2026, 3, 20, 10, 0))
+    triggers.ingest([register("EARLY", datetime(2026, 3, 1, 9, 0)), register("LATER", datetime(2026, 3, 15, 9, 0))])
+    report = triggers.daily().run(AS_OF)  # AS_OF is 2026-03-10
+    assert [e["member"] for e in triggers.outbox()] == ["EARLY"]
+    assert report.stats["members"] == 2  # both were looked at
