@@ -47,16 +47,15 @@ class GroupConsumer:
         self._group_ready = True
 
     def run_once(self) -> int:
-        """Handle what is there (claimed and new entries); returns entries handled."""
+        """Handle what is there (claimed and new entries), making the group first if it is not known to
+        exist; returns entries handled."""
         raise NotImplementedError
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; a Redis outage pauses consumption and it resumes after."""
         while not stop.is_set():
             try:
-                if not self._group_ready:
-                    self.ensure_group()
-                self.run_once()
+                self.run_once()  # it makes the group first when it is not known to exist
             except REDIS_DOWN as exc:
                 log.warning("%s: redis unavailable (%s); retrying", self.stream, type(exc).__name__)
                 self._group_ready = False

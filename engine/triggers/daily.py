@@ -50,9 +50,9 @@ def run_key(as_of: date) -> str:
     return f"run:{{daily:{as_of.isoformat()}}}"
 
 
-def default_worker() -> str:
+def worker_name() -> str:
     """A worker name that is the same when the same command runs again on this host (so it resumes its chunk)."""
-    return f"{socket.gethostname()}"
+    return socket.gethostname()
 
 
 @dataclass
@@ -81,7 +81,7 @@ class DailyRun:
         self.emitter = emitter
         self.settings = settings
         self.score_churn = score_churn
-        self.worker = worker or default_worker()
+        self.worker = worker or worker_name()
 
     def moment(self, as_of: date) -> datetime:
         """When the daily rules look at the members: ``daily_at`` local time on the date."""
@@ -226,12 +226,6 @@ class DailyRun:
             refused={k.split(":", 1)[1]: int(v) for k, v in fields.items() if k.startswith("refused:")})
 
 
-def worker_name(index: int | None = None) -> str:
-    """``<host>`` or ``<host>-<index>`` for the index-th of several local worker processes; a server adds its pid."""
-    base = default_worker()
-    return base if index is None else f"{base}-{index}"
-
-
 def server_worker_name() -> str:
     """The name a ``nbo serve`` process works under (its chunks are claimed by others if it dies)."""
-    return f"{default_worker()}-serve-{os.getpid()}"
+    return f"{worker_name()}-serve-{os.getpid()}"

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from engine.audit import AuditLog
 from engine.coupons import CouponLedger, CouponTerms
 from engine.events import PointsAwardedEvent
-from engine.feature_store import FeatureStore
+from engine.feature_store import FeatureStore, member_key
 from engine.member_state import PROFILE, utc_now
 from engine.settings import TriggerSettings
 from engine.streams import GroupConsumer
@@ -160,7 +160,7 @@ def quiet_until(window: str | None, local: datetime) -> datetime | None:
 
 def delivered_key(member_id: str, key: str, action: int) -> str:
     """Set once an outbox entry was delivered (or suppressed): a claimed duplicate is only acked."""
-    return f"m:{{{member_id}}}:dl:{key}#{action}"
+    return member_key(member_id, f"dl:{key}#{action}")
 
 
 @dataclass
@@ -238,13 +238,17 @@ class OutboxConsumer(GroupConsumer):
                 else:
                     log.warning("outbox delivery failed (will retry): %s", exc, extra={"rule_id": entry.get("rule")})
                 continue  # stays pending: claimed again after claim_idle_seconds
-            if outcome == "deferred":
-                self.redis.zadd(DEFERRED, {raw if isinstance(raw, str) else raw.decode(): until})
             pipe = self.redis.pipeline(transaction=False)
-            pipe.xack(OUTBOX_STREAM, DELIVERY_GROUP, entry_id)
-            pipe.xdel(OUTBOX_STREAM, entry_id)
-            pipe.execute()
+            if outcome == "deferred":
+                pipe.zadd(DEFERRED, {raw if isinstance(raw, str) else raw.decode(): until})
+            self._done(pipe, entry_id)
         return len(entries)
+
+    def _done(self, pipe, entry_id: str) -> None:
+        """Ack and delete a handled entry (with whatever else ``pipe`` holds), in one round trip."""
+        pipe.xack(OUTBOX_STREAM, DELIVERY_GROUP, entry_id)
+        pipe.xdel(OUTBOX_STREAM, entry_id)
+        pipe.execute()
 
     def _attempts(self, entry_ids: list[str]) -> dict[str, int]:
         pending = self.redis.xpending_range(OUTBOX_STREAM, DELIVERY_GROUP, min=min(entry_ids), max=max(entry_ids),
@@ -257,9 +261,7 @@ class OutboxConsumer(GroupConsumer):
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(DEAD_LETTERS, {"e": raw if isinstance(raw, (str, bytes)) else str(raw), "why": why},
                   maxlen=100_000, approximate=True)
-        pipe.xack(OUTBOX_STREAM, DELIVERY_GROUP, entry_id)
-        pipe.xdel(OUTBOX_STREAM, entry_id)
-        pipe.execute()
+        self._done(pipe, entry_id)
 
     def _deliver(self, entry: dict) -> tuple[str, int | None]:
         """Deliver one entry; returns the outcome and, when deferred, until when (ms)."""
@@ -291,7 +293,7 @@ class OutboxConsumer(GroupConsumer):
         return "delivered", None
 
     def _consent_refuses(self, member_id: str, channel: str | None) -> str | None:
-        fields = self.redis.hmget(f"m:{{{member_id}}}:{PROFILE}", ["opt_out", *CONSENT_FIELDS.values()])
+        fields = self.redis.hmget(member_key(member_id, PROFILE), ["opt_out", *CONSENT_FIELDS.values()])
         consent = dict(zip(["opt_out", *CONSENT_FIELDS.values()], fields))
         if consent["opt_out"] is not None and int(float(consent["opt_out"])):
             return "opted out of marketing"

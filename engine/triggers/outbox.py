@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from engine import measurement
+from engine.feature_store import member_key
 from engine.member_state import Programme
 from engine.rules import Ask, Evaluation, Firing, RuleLimits, action_body, action_kind
 
@@ -43,7 +44,7 @@ def emission_key(rule_id: str, member_id: str, period: str) -> str:
 
 def marker_key(member_id: str, rule_id: str, period: str) -> str:
     """Set once the rule's actions for the member and period are in the outbox (the member's slot)."""
-    return f"m:{{{member_id}}}:ob:{rule_id}|{period}"
+    return member_key(member_id, f"ob:{rule_id}|{period}")
 
 
 @dataclass(frozen=True)

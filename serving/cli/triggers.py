@@ -35,12 +35,10 @@ def run_daily(
     """Evaluate the daily rules over every member and emit to the outbox; resumable, shareable by workers."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from engine.triggers import worker_name
-
     services = _services(with_models=True)
     try:
         day = date.fromisoformat(as_of) if as_of else _today(services)
-        run = services.daily_run(worker or worker_name())
+        run = services.daily_run(worker)
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task(f"daily rules {day}", total=None)
