@@ -97,6 +97,10 @@ class Services:
             measurement=Measurement(client, settings.triggers.attribution_days, settings.arbitration.margin_rate),
         )
 
+    def today(self):
+        """The stores' local date now (by the service's clock)."""
+        return self.programme.local(self.clock()).date()
+
     def daily_run(self, worker: str | None = None) -> DailyRun:
         """The daily rules over every member (churn scored by the champion model when a rule reads it)."""
         return DailyRun(self.store, self.rules, self.emitter, self.settings.triggers, score_churn=self.score_churn,

@@ -22,10 +22,6 @@ def _services(with_models: bool):
     return Services.build(current, models=None if with_models else ChampionModels.from_models())
 
 
-def _today(services) -> date:
-    return services.programme.local(services.clock()).date()
-
-
 @app.command("run-daily")
 def run_daily(
     as_of: str = typer.Option(None, "--as-of", help="the day to run (YYYY-MM-DD; default today, local)"),
@@ -37,7 +33,7 @@ def run_daily(
 
     services = _services(with_models=True)
     try:
-        day = date.fromisoformat(as_of) if as_of else _today(services)
+        day = date.fromisoformat(as_of) if as_of else services.today()
         run = services.daily_run(worker)
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console) as progress:
@@ -58,7 +54,7 @@ def status(as_of: str = typer.Option(None, "--as-of", help="the run's day (defau
     """Where the daily run of a day stands."""
     services = _services(with_models=False)
     try:
-        day = date.fromisoformat(as_of) if as_of else _today(services)
+        day = date.fromisoformat(as_of) if as_of else services.today()
         report = services.daily_run().report(day)
         typer.echo(json.dumps({"as_of": day.isoformat(), "status": report.status, "chunks": report.chunks,
                                "chunks_done": report.chunks_done, **report.stats, "refused": report.refused}))
@@ -113,7 +109,7 @@ def report_rules(
     try:
         try:
             first, last = report_window(date.fromisoformat(since) if since else None,
-                                        date.fromisoformat(until) if until else None, _today(services))
+                                        date.fromisoformat(until) if until else None, services.today())
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         reports = services.rule_reports(first, last, period)

@@ -134,7 +134,7 @@ def choose_language(code: str, next: str | None = None) -> Response:
 
 
 def _since(text: str | None, services: Services) -> date:
-    today = services.programme.local(services.clock()).date()
+    today = services.today()
     if not text:
         return today - timedelta(days=REPORT_DAYS)
     try:

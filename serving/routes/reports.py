@@ -82,7 +82,7 @@ def rules_report(
 ) -> RulesReport:
     """Per rule: members targeted and held out, coupons issued and redeemed, spend after exposure, lift, ROI."""
     try:
-        since, until = report_window(since, until, services.programme.local(services.clock()).date())
+        since, until = report_window(since, until, services.today())
     except ValueError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     reports = services.rule_reports(since, until, period)
