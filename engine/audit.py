@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from engine.member_state import utc_now
+from engine.clock import utc_now
 
 AUDIT_STREAM = "nbo:audit"
 PERSONAL_FIELDS = frozenset({"phone", "name", "email", "address", "birthday", "id_card"})

@@ -20,9 +20,10 @@ import redis
 
 from engine import measurement
 from engine.audit import AuditLog
+from engine.clock import utc_now
 from engine.events import CouponRedeemedEvent
 from engine.feature_store import FeatureStore
-from engine.member_state import day_number, utc_now
+from engine.member_state import day_number
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_LENGTH = 16

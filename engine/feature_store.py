@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import redis
 
+from engine.clock import utc_now
 from engine.events import Event, parse_event
 from engine.features import member_features
 from engine.member_state import (
@@ -35,7 +36,6 @@ from engine.member_state import (
     MemberState,
     Programme,
     apply_event,
-    utc_now,
 )
 from engine.redis_server import queue_script
 

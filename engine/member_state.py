@@ -14,7 +14,7 @@ import hmac
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -65,11 +65,6 @@ def day_number(d: date) -> int:
 
 def day_to_date(day: int) -> date:
     return date.fromordinal(day + EPOCH_ORDINAL)
-
-
-def utc_now() -> datetime:
-    """The real clock; everything that needs "now" takes a clock argument so tests can set it."""
-    return datetime.now(UTC)
 
 
 def local_seconds(local_ts: datetime) -> float:

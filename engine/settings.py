@@ -6,9 +6,11 @@ e.g. ``NBO_TIERS__SILVER_GROWTH=600`` or ``NBO_POINTS__EXPIRY_MONTHS=24``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -134,6 +136,10 @@ class Settings(BaseSettings):
     mlflow_artifacts_dir: Path = Path("mlruns/artifacts")
     data_dir: Path = Field(Path("../shared/data"), description="the shared real transaction logs")
     timezone: str = Field("Asia/Shanghai", description="stores' local time: days and months are counted in it")
+    now: datetime | None = Field(
+        None, description="start the product's clock at this moment instead of the real time (ISO 8601; without an "
+        "offset it is the stores' local time); it then runs on in real time. For tests and replays "
+        "(engine.clock)")
     pii_key: str | None = Field(None, description="secret for hashing phone numbers; generated under var_dir if unset")
     event_dedup_days: int = Field(35, ge=1, description="how long an event_id is remembered for exactly-once")
     stream_consumer: bool = Field(True, description="consume the events Redis Stream inside `nbo serve`")
@@ -154,6 +160,13 @@ class Settings(BaseSettings):
     segments: SegmentRules = Field(default_factory=SegmentRules)
     arbitration: ArbitrationRules = Field(default_factory=ArbitrationRules)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+
+    @field_validator("now")
+    @classmethod
+    def _now_is_aware(cls, now: datetime | None, info) -> datetime | None:
+        if now is None or now.tzinfo is not None:
+            return now
+        return now.replace(tzinfo=ZoneInfo(info.data.get("timezone") or "Asia/Shanghai"))
 
     def pii_secret(self) -> bytes:
         """The key for hashing personal data: from the environment, else created once under var_dir."""

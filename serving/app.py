@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 import pydantic_core
 import redis
@@ -16,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, Histogram
 
-from engine.member_state import utc_now
+from engine.clock import Clock
 from engine.settings import Settings, get_settings
 from serving.console import install_console
 from serving.routes import coupons, events, health, members, offers, reports
@@ -69,7 +67,7 @@ class RequestMetrics:
 def create_app(
     settings: Settings | None = None,
     redis_client: redis.Redis | None = None,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Clock | None = None,
     background: bool = True,
     models: ChampionModels | None = None,
 ) -> FastAPI:

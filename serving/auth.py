@@ -11,9 +11,10 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import redis
+
+from engine.clock import Clock, utc_now
 
 KEYS_HASH = "nbo:keys"
 
@@ -71,8 +72,9 @@ def _digest(key: str) -> str:
 class ApiKeys:
     """Creates and verifies API keys."""
 
-    def __init__(self, client: redis.Redis, cache_seconds: float = 30.0) -> None:
+    def __init__(self, client: redis.Redis, cache_seconds: float = 30.0, clock: Clock = utc_now) -> None:
         self.redis = client
+        self.clock = clock
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
 
@@ -82,7 +84,7 @@ class ApiKeys:
             raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
         scope = parse_scope(scope)
         key = "nbo_" + secrets.token_urlsafe(32)
-        record = {"role": role, "scope": scope, "name": name, "created": datetime.now(UTC).isoformat()}
+        record = {"role": role, "scope": scope, "name": name, "created": self.clock().isoformat()}
         self.redis.hset(KEYS_HASH, _digest(key), json.dumps(record))
         return key
 

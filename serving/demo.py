@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from engine.clock import clock_from_settings
 from engine.feature_store import FeatureStore
 from engine.ingestion import backfill
 from engine.member_state import Programme
@@ -30,25 +31,28 @@ def prepare_demo(settings: Settings, say: Callable[[str], None] = print) -> Demo
     """Demo members and history in an empty store, both models trained if none is registered,
     and a dev key (kept in var/dev-key). Each step is skipped when already done."""
     client = connect(settings)
-    store = FeatureStore(client, Programme.from_settings(settings))
+    clock = clock_from_settings(settings)
+    programme = Programme.from_settings(settings)
+    store = FeatureStore(client, programme, clock=clock)
+    today = programme.local(clock()).date()
     transactions = settings.var_dir / "data" / "demo" / "transactions.parquet"
     member_id = next(store.member_ids(), None)
     if member_id is None or not transactions.exists():
-        data = _demo_data(transactions)
+        data = _demo_data(transactions, today)
         if member_id is None:
             say(f"loading demo data: {DEMO_MEMBERS:,} members, {DEMO_DAYS} days of purchases ...")
             backfill(store, data.transactions, data.members)
             member_id = str(data.transactions["member_id"].iloc[-1])
-    _train_missing_models(settings, transactions, say)
-    return DemoInfo(key=_dev_key(settings, ApiKeys(client)), member_id=member_id)
+    _train_missing_models(settings, transactions, today, say)
+    return DemoInfo(key=_dev_key(settings, ApiKeys(client, clock=clock)), member_id=member_id)
 
 
-def _demo_data(path: Path):
+def _demo_data(path: Path, today: date):
     """The demo's synthetic history, ending yesterday so the demo looks like a live programme."""
     from engine.synthetic import generate
     from engine.transactions import write_transactions
 
-    start = date.today() - timedelta(days=DEMO_DAYS)
+    start = today - timedelta(days=DEMO_DAYS)
     data = generate(members=DEMO_MEMBERS, days=DEMO_DAYS, seed=DEMO_SEED, start=start)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_transactions(data.transactions, path)
@@ -57,13 +61,13 @@ def _demo_data(path: Path):
     return data
 
 
-def _train_missing_models(settings: Settings, transactions: Path, say: Callable[[str], None]) -> None:
+def _train_missing_models(settings: Settings, transactions: Path, today: date, say: Callable[[str], None]) -> None:
     """Train each model that has no champion yet (its first version becomes the champion)."""
     from training.champions import ChampionModels
     from training.runs import train_churn_command, train_recommender_command
 
     versions = ChampionModels.from_settings(settings).champion_versions()
-    last_month = date.today() - timedelta(days=DEMO_HORIZON_DAYS)
+    last_month = today - timedelta(days=DEMO_HORIZON_DAYS)
     if versions["churn"] is None:
         say("training the churn model on the demo history ...")
         train_churn_command(transactions, "canonical", last_month, DEMO_HORIZON_DAYS, settings)

@@ -7,17 +7,17 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import redis
 
 from engine.audit import AuditLog
+from engine.clock import Clock, clock_from_settings
 from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
 from engine.measurement import Measurement
-from engine.member_state import Programme, utc_now
+from engine.member_state import Programme
 from engine.redis_server import connect
 from engine.rules import RuleLimits, RuleRuntime, start_watching
 from engine.settings import Settings
@@ -53,7 +53,7 @@ class Services:
     redis: redis.Redis
     store: FeatureStore
     keys: ApiKeys
-    clock: Callable[[], datetime]
+    clock: Clock
     audit: AuditLog
     coupons: CouponLedger
     models: ChampionModels
@@ -72,11 +72,13 @@ class Services:
         cls,
         settings: Settings,
         client: redis.Redis | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock | None = None,
         models: ChampionModels | None = None,
     ) -> Services:
-        """Connect and load everything; ``models`` defaults to the registry's champions."""
+        """Connect and load everything; ``models`` defaults to the registry's champions, ``clock`` to the
+        settings' (``engine.clock``)."""
         programme = Programme.from_settings(settings)
+        clock = clock or clock_from_settings(settings)
         client = client or connect(settings)
         audit = AuditLog(client, settings.var_dir / "audit", clock=clock)
         store = FeatureStore(client, programme, clock=clock, writer_cache_members=settings.writer_cache_members)
@@ -89,7 +91,7 @@ class Services:
         limits = RuleLimits(client, programme.tz)
         emitter = Emitter(client, limits, programme)
         return cls(
-            settings=settings, programme=programme, redis=client, store=store, keys=ApiKeys(client), clock=clock,
+            settings=settings, programme=programme, redis=client, store=store, keys=ApiKeys(client, clock=clock), clock=clock,
             audit=audit, coupons=CouponLedger(client, audit, clock=clock, store=store),
             models=models if models is not None else ChampionModels.from_settings(settings).load(),
             rules=rules, limits=limits, catalogue=catalogue, emitter=emitter,

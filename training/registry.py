@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from engine.audit import AuditLog
+from engine.clock import clock_from_settings
 from recommender import evaluate_ranking, save_recommender
 from training.champions import (
     CHAMPION,
@@ -105,7 +106,8 @@ class ModelRegistry:
             import redis
 
             client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-        return cls(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, AuditLog(client, settings.var_dir / "audit"))
+        return cls(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, AuditLog(client, settings.var_dir / "audit",
+                                                                                clock=clock_from_settings(settings)))
 
     def _audit(self, action: str, name: str, version: str | None, **details: object) -> None:
         self.audit.record(action, actor=self.actor, subject=f"model:{name}/{version}", model=name, version=version,
@@ -336,7 +338,7 @@ class ModelRegistry:
         else:
             result.message = "no champion yet"
         self._move_champion(name, version, previous)
-        tags = {"nbo.promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        tags = {"nbo.promoted_at": self.audit.clock().isoformat(timespec="seconds"),
                 "nbo.promoted_over": previous or "", "nbo.promotion_forced": str(bool(force)).lower()}
         if reason:
             tags["nbo.promotion_reason"] = reason
@@ -362,7 +364,7 @@ class ModelRegistry:
         target = history[-1]
         client.set_registered_model_alias(name, CHAMPION, target)
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-        client.set_model_version_tag(name, target, "nbo.restored_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        client.set_model_version_tag(name, target, "nbo.restored_at", self.audit.clock().isoformat(timespec="seconds"))
         self._audit("model.rolled_back", name, target, previous=current, reason=reason)
         kind = client.get_model_version(name, target).tags.get("nbo.kind", name)
         return PromotionResult(name, target, current, True, False, PRIMARY_METRIC.get(kind, "score"),

@@ -110,7 +110,7 @@ class DailyRun:
         for i in range(len(parts)):
             pipe.xadd(f"{key}:work", {"chunk": str(i)})
         pipe.hset(key, mapping={"status": "running", "members": 0, "member_ids": len(ids),
-                                "planned_at": datetime.now(self.store.programme.tz).isoformat(),
+                                "planned_at": self.store.clock().astimezone(self.store.programme.tz).isoformat(),
                                 "chunks_done": 0})
         pipe.hset(key, "chunks", len(parts))  # last: a plan is complete once "chunks" is there
         for suffix in ("", ":chunks", ":work"):
@@ -157,7 +157,7 @@ class DailyRun:
         report = self.report(as_of)
         if report.chunks_done >= total and report.status != "done":
             self.redis.hset(key, mapping={"status": "done",
-                                          "finished_at": datetime.now(self.store.programme.tz).isoformat()})
+                                          "finished_at": self.store.clock().astimezone(self.store.programme.tz).isoformat()})
             report.status = "done"
             log.info("daily run %s done: %s", as_of, report.stats)
         report.seconds = time.perf_counter() - started

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.audit import AuditLog
+from engine.clock import utc_now
 from engine.coupons import CouponLedger, CouponTerms
 from engine.events import PointsAwardedEvent
 from engine.feature_store import FeatureStore, member_key
-from engine.member_state import PROFILE, utc_now
+from engine.member_state import PROFILE
 from engine.settings import TriggerSettings
 from engine.streams import GroupConsumer
 from engine.triggers.outbox import DEAD_LETTERS, DEFERRED, DELIVERY_GROUP, MARKER_TTL_SECONDS, OUTBOX_STREAM

@@ -30,6 +30,26 @@ app.add_typer(triggers_cli.app, name="triggers")
 app.add_typer(triggers_cli.report_app, name="report")
 
 
+@app.callback()
+def _moment(
+    now: str = typer.Option(None, "--now", hidden=True, envvar="NBO_NOW",
+                            help="act as if it were this moment (ISO 8601; no offset: the stores' time); tests"),
+) -> None:
+    """Checkout next-best-offer service."""
+    # One clock for every command: the settings' (engine.clock), started at --now when it is given.
+    if now:
+        from datetime import datetime
+
+        from engine.settings import get_settings
+
+        try:
+            datetime.fromisoformat(now)
+        except ValueError:
+            raise typer.BadParameter(f"--now {now!r} is not an ISO 8601 moment (e.g. 2026-03-01T12:00+08:00)") from None
+        os.environ["NBO_NOW"] = now
+        get_settings.cache_clear()
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1"),

@@ -16,11 +16,13 @@ def keys_create(
     name: str = typer.Option("", help="a label for the key"),
 ) -> None:
     """Create an API key and print it (it is shown only this once; Redis keeps its hash)."""
+    from engine.clock import clock_from_settings
     from engine.redis_server import connect
     from serving.auth import ApiKeys
 
+    current = settings()
     try:
-        key = ApiKeys(connect(settings())).create(role, scope, name)
+        key = ApiKeys(connect(current), clock=clock_from_settings(current)).create(role, scope, name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(key)

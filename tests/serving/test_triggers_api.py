@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -71,12 +72,17 @@ def test_the_rules_report_is_for_marketers_and_checks_its_range(client: TestClie
     assert backwards.status_code == 422 and "after" in backwards.json()["detail"]
 
 
+CLI_NOW = datetime(2026, 3, 1, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
 @pytest.fixture
 def cli_env(trigger_settings: Settings, redis_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     monkeypatch.setenv("NBO_RULES_DIR", str(trigger_settings.rules_dir))
     monkeypatch.setenv("NBO_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("NBO_PII_KEY", "test-secret")
+    # The commands act at noon on the run's day, the stores' time: outside every channel's quiet hours.
+    monkeypatch.setenv("NBO_NOW", CLI_NOW.isoformat())
     monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     monkeypatch.setenv("NBO_MLFLOW_ARTIFACTS_DIR", str(tmp_path / "mlruns" / "artifacts"))
     get_settings.cache_clear()
@@ -97,9 +103,8 @@ def test_run_daily_then_report_from_the_command_line(cli_env: Path, store, redis
     assert (status["status"], status["emitted"], status["members"]) == ("done", 1, 2)
     delivered = runner.invoke(cli, ["triggers", "deliver", "--until-empty"])
     assert delivered.exit_code == 0 and "delivered=1" in delivered.output
-    # Delivery issues the coupon now (the real clock): the report runs to today to count it.
-    today = datetime.now(store.programme.tz).date().isoformat()
-    report = runner.invoke(cli, ["report", "rules", "--since", "2026-02-01", "--until", today, "--json"])
+    # Delivery issues the coupon at the commands' moment (CLI_NOW): the report's default range ends that day.
+    report = runner.invoke(cli, ["report", "rules", "--since", "2026-02-01", "--json"])
     assert report.exit_code == 0, report.output
     lapsed = {r["rule_id"]: r for r in json.loads(report.output)}["lapsed"]
     assert (lapsed["treatment"], lapsed["issued"]) == (1, 1)
