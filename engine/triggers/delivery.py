@@ -196,7 +196,8 @@ class OutboxConsumer(GroupConsumer):
         """Release entries whose quiet hours ended, claim stale ones, read new ones; returns entries handled."""
         if not self._group_ready:
             self.ensure_group()
-        now_ms = int(self.clock().timestamp() * 1000)
+        # A naive "now" is the stores' time, never the host's (.timestamp() of a naive datetime reads the host zone).
+        now_ms = int(self.store.programme.aware(self.clock()).timestamp() * 1000)
         self._release(keys=[DEFERRED, OUTBOX_STREAM], args=[now_ms, 500])
         idle_ms = int(self.settings.claim_idle_seconds * 1000)
         _, claimed, *_ = self.redis.xautoclaim(OUTBOX_STREAM, DELIVERY_GROUP, self.consumer,

@@ -171,7 +171,7 @@ async def _rules_page(request: Request, user: ConsoleUser, services: Services, s
     def build() -> list[pages.RuleRow]:
         statuses = services.rules.statuses(services.clock(), services.limits)
         return pages.rule_rows(statuses, reports.rules, services.audit.recent(500, "rules."), services.rules.rules_dir,
-                               reports.window)
+                               services.programme.tz, reports.window)
 
     rows = await run_in_threadpool(build)
     context.setdefault("edit_file", "")
