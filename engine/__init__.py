@@ -6,7 +6,8 @@ Public surface (everything else is private to the package):
 - ``engine.events``: ``parse_event``, ``Event`` and its types, ``EVENT_TYPES``
 - ``engine.member_state``: ``MemberState``, ``Programme``, ``apply_event``, ``EventRejected``
 - ``engine.features``: ``FEATURES``, ``FEATURE_NAMES``, ``member_features``
-- ``engine.feature_store``: ``FeatureStore``, ``IngestResult``, ``member_key``
+- ``engine.keys``: every Redis key, stream, hash tag and TTL (the builders), ``KINDS``
+- ``engine.feature_store``: ``FeatureStore``, ``IngestResult``
 - ``engine.point_in_time``: ``features_as_of``, ``history_events``, ``fold_history``
 - ``engine.ingestion``: ``backfill``, ``publish_events``, ``EventStreamConsumer``
 - ``engine.transactions``: ``read_transactions``, ``write_transactions``, ``baskets``

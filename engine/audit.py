@@ -19,8 +19,8 @@ from pathlib import Path
 import redis
 
 from engine.clock import utc_now
+from engine.keys import AUDIT_STREAM, AUDIT_STREAM_MAXLEN
 
-AUDIT_STREAM = "nbo:audit"
 PERSONAL_FIELDS = frozenset({"phone", "name", "email", "address", "birthday", "id_card"})
 
 
@@ -34,7 +34,7 @@ class AuditLog:
         clock: Callable[[], datetime] = utc_now,
         max_bytes: int = 10_000_000,
         backups: int = 10,
-        stream_maxlen: int = 1_000_000,
+        stream_maxlen: int = AUDIT_STREAM_MAXLEN,
     ) -> None:
         self.redis = client
         self.clock = clock

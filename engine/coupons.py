@@ -23,6 +23,7 @@ from engine.audit import AuditLog
 from engine.clock import utc_now
 from engine.events import CouponRedeemedEvent
 from engine.feature_store import FeatureStore
+from engine.keys import COUPON_KEEP_DAYS, DAY_SECONDS, coupon_key, issuance_key
 from engine.member_state import day_number
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
@@ -77,14 +78,6 @@ class CouponError(Exception):
         self.status = status
 
 
-def coupon_key(code: str) -> str:
-    return f"cp:{{{code}}}"
-
-
-def issuance_key(member_id: str, key: str) -> str:
-    return f"m:{{{member_id}}}:cpi:{key}"
-
-
 def new_code() -> str:
     """A fresh random coupon code (80 bits from the OS's CSPRNG)."""
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
@@ -112,14 +105,14 @@ class CouponLedger:
         client: redis.Redis,
         audit: AuditLog | None = None,
         clock: Callable[[], datetime] = utc_now,
-        keep_days_after_expiry: int = 90,
+        keep_days_after_expiry: int = COUPON_KEEP_DAYS,
         store: FeatureStore | None = None,
     ) -> None:
         self.redis = client
         self.audit = audit
         self.store = store
         self.clock = clock
-        self.keep_seconds = keep_days_after_expiry * 86400
+        self.keep_seconds = keep_days_after_expiry * DAY_SECONDS
         self._redeem = client.register_script(_REDEEM_LUA)
 
     def issue(self, member_id: str, terms: CouponTerms, rule_id: str, channel: str, issuance: str,
@@ -128,7 +121,7 @@ class CouponLedger:
         now = self.clock()
         code = new_code()
         marker = issuance_key(member_id, issuance)
-        ttl = (terms.valid_days * 86400) + self.keep_seconds
+        ttl = (terms.valid_days * DAY_SECONDS) + self.keep_seconds
         if not self.redis.set(marker, code, nx=True, ex=ttl):
             code = self.redis.get(marker)
             existing = self.get(code)

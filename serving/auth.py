@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from engine.clock import Clock, utc_now
-
-KEYS_HASH = "nbo:keys"
+from engine.keys import API_KEYS
 
 ROLES: tuple[str, ...] = ("pos", "app", "marketer", "data-scientist", "admin")
 
@@ -85,7 +84,7 @@ class ApiKeys:
         scope = parse_scope(scope)
         key = "nbo_" + secrets.token_urlsafe(32)
         record = {"role": role, "scope": scope, "name": name, "created": self.clock().isoformat()}
-        self.redis.hset(KEYS_HASH, _digest(key), json.dumps(record))
+        self.redis.hset(API_KEYS, _digest(key), json.dumps(record))
         return key
 
     def verify(self, key: str) -> ApiKey | None:
@@ -96,7 +95,7 @@ class ApiKeys:
         if cached and now - cached[0] < self.cache_seconds:
             return cached[1]
         try:
-            raw = self.redis.hget(KEYS_HASH, digest)
+            raw = self.redis.hget(API_KEYS, digest)
         except (redis.ConnectionError, redis.TimeoutError):
             if cached:  # Redis is away: trust what we verified recently rather than fail scoring
                 return cached[1]

@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from engine import measurement
 from engine.arbitration import Candidate, Ranked, arbitrate
 from engine.features import member_features
+from engine.keys import ANSWER_TTL_SECONDS, answer_key
 from engine.member_state import MemberState
 from engine.rules import BasketLine, RequestContext, action_body, action_kind
 from serving.auth import ApiKey
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 OFFERS_MADE = Counter("nbo_offers_total", "offers made at checkout, by rule and kind", ["rule", "kind"])
 DEGRADED = Counter("nbo_degraded_answers_total", "answers made without the feature store or a model", ["why"])
-ANSWER_TTL_SECONDS = 86_400
 RECOMMENDATIONS = 5
 RANKED_FOR_RULES = 50
 
@@ -38,11 +38,6 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 class OutOfScope(Exception):
     """The key may not ask for this member or store."""
-
-
-def answer_key(member_id: str, request_id: str) -> str:
-    """Where the answer to a request is kept, so a retry gets the same answer (member's slot)."""
-    return f"m:{{{member_id}}}:nbo:{request_id}"
 
 
 @dataclass

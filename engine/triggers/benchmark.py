@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from engine.feature_store import FeatureStore
+from engine.keys import OUTBOX_STREAM
 from engine.member_state import Programme
 from engine.point_in_time import fold_history, history_events
 from engine.redis_server import start_redis_server
@@ -29,7 +30,7 @@ from engine.settings import Settings
 from engine.synthetic import generate
 from engine.triggers.daily import DailyRun
 from engine.triggers.on_event import EventTriggers
-from engine.triggers.outbox import OUTBOX_STREAM, Emitter
+from engine.triggers.outbox import Emitter
 
 START = date(2026, 1, 1)
 

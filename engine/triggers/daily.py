@@ -28,6 +28,15 @@ import redis
 
 from engine.feature_store import FEATURE_PARTS, FeatureStore
 from engine.features import member_features
+from engine.keys import (
+    DAILY_RUN_TTL_SECONDS,
+    DAILY_WORKERS_GROUP,
+    PLANNING_SECONDS,
+    daily_run_chunks_key,
+    daily_run_key,
+    daily_run_planning_key,
+    daily_run_work_key,
+)
 from engine.rules import RequestContext, RuleRuntime
 from engine.settings import TriggerSettings
 from engine.streams import ensure_group
@@ -36,18 +45,11 @@ from engine.triggers.outbox import Decision, EmitStats, Emitter
 log = logging.getLogger(__name__)
 
 TRIGGER = "schedule.daily"
-WORKERS_GROUP = "workers"
-RUN_TTL_SECONDS = 14 * 86_400
 STAT_FIELDS = ("members", "fired", "held_out", "emitted", "entries", "already")
 
 ChurnScorer = Callable[[Mapping[str, object]], float | None]
 Progress = Callable[[int, int], None]
 """on_progress(chunks done, chunks in the run)."""
-
-
-def run_key(as_of: date) -> str:
-    """The run's record (status, counts); its work stream and chunks share its hash slot."""
-    return f"run:{{daily:{as_of.isoformat()}}}"
 
 
 def worker_name() -> str:
@@ -92,36 +94,38 @@ class DailyRun:
 
     def plan(self, as_of: date) -> int:
         """Cut the members into chunks and queue them, once per date; returns the number of chunks."""
-        key = run_key(as_of)
+        key = daily_run_key(as_of)
         chunks = self.redis.hget(key, "chunks")
         if chunks is not None:
             return int(chunks)
-        if not self.redis.set(f"{key}:planning", self.worker, nx=True, ex=600):
+        planning = daily_run_planning_key(as_of)
+        if not self.redis.set(planning, self.worker, nx=True, ex=PLANNING_SECONDS):
             return self._wait_for_plan(key)
         ids = sorted(self.store.member_ids())
         size = self.settings.chunk_size
         parts = [ids[i:i + size] for i in range(0, len(ids), size)]
+        chunks_key, work = daily_run_chunks_key(as_of), daily_run_work_key(as_of)
         pipe = self.redis.pipeline(transaction=False)
         for i, part in enumerate(parts):
-            pipe.hset(f"{key}:chunks", str(i), "\n".join(part))
+            pipe.hset(chunks_key, str(i), "\n".join(part))
         pipe.execute()
-        ensure_group(self.redis, f"{key}:work", WORKERS_GROUP)
+        ensure_group(self.redis, work, DAILY_WORKERS_GROUP)
         pipe = self.redis.pipeline(transaction=False)
         for i in range(len(parts)):
-            pipe.xadd(f"{key}:work", {"chunk": str(i)})
+            pipe.xadd(work, {"chunk": str(i)})
         pipe.hset(key, mapping={"status": "running", "members": 0, "member_ids": len(ids),
                                 "planned_at": self.store.clock().astimezone(self.store.programme.tz).isoformat(),
                                 "chunks_done": 0})
         pipe.hset(key, "chunks", len(parts))  # last: a plan is complete once "chunks" is there
-        for suffix in ("", ":chunks", ":work"):
-            pipe.expire(f"{key}{suffix}", RUN_TTL_SECONDS)
-        pipe.delete(f"{key}:planning")
+        for run_part in (key, chunks_key, work):
+            pipe.expire(run_part, DAILY_RUN_TTL_SECONDS)
+        pipe.delete(planning)
         pipe.execute()
         log.info("daily run %s planned: %d members in %d chunks", as_of, len(ids), len(parts))
         return len(parts)
 
     def _wait_for_plan(self, key: str) -> int:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + PLANNING_SECONDS
         while time.monotonic() < deadline:
             chunks = self.redis.hget(key, "chunks")
             if chunks is not None:
@@ -135,22 +139,22 @@ class DailyRun:
             max_chunks: int | None = None) -> RunReport:
         """Work through the run's chunks with the other workers; with ``wait``, return once all are done."""
         started = time.perf_counter()
-        key = run_key(as_of)
+        key = daily_run_key(as_of)
         total = self.plan(as_of)
         done_here = 0
         own_pending = True  # first the chunks this worker name left unfinished (a crash), then new ones
         while max_chunks is None or done_here < max_chunks:
-            entries = self._next(key, own_pending)
+            entries = self._next(as_of, own_pending)
             if own_pending and not entries:
                 own_pending = False
                 continue
             if not entries:
-                if not wait or int(self.redis.xpending(f"{key}:work", WORKERS_GROUP)["pending"]) == 0:
+                if not wait or int(self.redis.xpending(daily_run_work_key(as_of), DAILY_WORKERS_GROUP)["pending"]) == 0:
                     break
                 time.sleep(min(1.0, self.settings.claim_idle_seconds / 4))  # others are on the last chunks
                 continue
             for entry_id, fields in entries:
-                self._work(as_of, key, entry_id, int(fields["chunk"]))
+                self._work(as_of, entry_id, int(fields["chunk"]))
                 done_here += 1
                 if on_progress is not None:
                     on_progress(int(self.redis.hget(key, "chunks_done") or 0), total)
@@ -164,20 +168,21 @@ class DailyRun:
         report.chunks_this_call = done_here
         return report
 
-    def _next(self, key: str, own_pending: bool) -> list:
-        work = f"{key}:work"
+    def _next(self, as_of: date, own_pending: bool) -> list:
+        work = daily_run_work_key(as_of)
         if own_pending:
-            replies = self.redis.xreadgroup(WORKERS_GROUP, self.worker, {work: "0"}, count=1)
+            replies = self.redis.xreadgroup(DAILY_WORKERS_GROUP, self.worker, {work: "0"}, count=1)
             return [(i, f) for _, entries in replies or [] for i, f in entries if f]
         idle_ms = int(self.settings.claim_idle_seconds * 1000)
-        _, claimed, *_ = self.redis.xautoclaim(work, WORKERS_GROUP, self.worker, min_idle_time=idle_ms, count=1)
+        _, claimed, *_ = self.redis.xautoclaim(work, DAILY_WORKERS_GROUP, self.worker, min_idle_time=idle_ms, count=1)
         if claimed:
             return claimed
-        replies = self.redis.xreadgroup(WORKERS_GROUP, self.worker, {work: ">"}, count=1)
+        replies = self.redis.xreadgroup(DAILY_WORKERS_GROUP, self.worker, {work: ">"}, count=1)
         return [(i, f) for _, entries in replies or [] for i, f in entries]
 
-    def _work(self, as_of: date, key: str, entry_id: str, chunk: int) -> None:
-        ids = (self.redis.hget(f"{key}:chunks", str(chunk)) or "").split("\n")
+    def _work(self, as_of: date, entry_id: str, chunk: int) -> None:
+        key = daily_run_key(as_of)
+        ids = (self.redis.hget(daily_run_chunks_key(as_of), str(chunk)) or "").split("\n")
         stats, members = self.evaluate_members([m for m in ids if m], as_of)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(key, "members", members)
@@ -186,7 +191,7 @@ class DailyRun:
         for reason, n in stats.refused.items():
             pipe.hincrby(key, f"refused:{reason}", n)
         pipe.hincrby(key, "chunks_done", 1)
-        pipe.xack(f"{key}:work", WORKERS_GROUP, entry_id)
+        pipe.xack(daily_run_work_key(as_of), DAILY_WORKERS_GROUP, entry_id)
         pipe.execute()
 
     def evaluate_members(self, member_ids: list[str], as_of: date) -> tuple[EmitStats, int]:
@@ -216,7 +221,7 @@ class DailyRun:
 
     def report(self, as_of: date) -> RunReport:
         """The run's progress and counts, from Redis (any worker's view)."""
-        fields = self.redis.hgetall(run_key(as_of))
+        fields = self.redis.hgetall(daily_run_key(as_of))
         if not fields:
             return RunReport(as_of=as_of, status="not started", chunks=0, chunks_done=0)
         return RunReport(

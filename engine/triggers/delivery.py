@@ -35,11 +35,20 @@ from engine.audit import AuditLog
 from engine.clock import utc_now
 from engine.coupons import CouponLedger, CouponTerms
 from engine.events import PointsAwardedEvent
-from engine.feature_store import FeatureStore, member_key
+from engine.feature_store import FeatureStore
+from engine.keys import (
+    DEAD_LETTERS_MAXLEN,
+    DELIVERY_GROUP,
+    MARKER_TTL_SECONDS,
+    OUTBOX_DEAD_LETTERS,
+    OUTBOX_DEFERRED,
+    OUTBOX_STREAM,
+    delivery_marker_key,
+    member_key,
+)
 from engine.member_state import PROFILE
 from engine.settings import TriggerSettings
 from engine.streams import GroupConsumer
-from engine.triggers.outbox import DEAD_LETTERS, DEFERRED, DELIVERY_GROUP, MARKER_TTL_SECONDS, OUTBOX_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +168,6 @@ def quiet_until(window: str | None, local: datetime) -> datetime | None:
     return datetime.combine(day, end, tzinfo=local.tzinfo)
 
 
-def delivered_key(member_id: str, key: str, action: int) -> str:
-    """Set once an outbox entry was delivered (or suppressed): a claimed duplicate is only acked."""
-    return member_key(member_id, f"dl:{key}#{action}")
-
-
 @dataclass
 class DeliveryStats:
     delivered: int = 0
@@ -197,7 +201,7 @@ class OutboxConsumer(GroupConsumer):
         if not self._group_ready:
             self.ensure_group()
         now_ms = int(self.clock().timestamp() * 1000)
-        self._release(keys=[DEFERRED, OUTBOX_STREAM], args=[now_ms, 500])
+        self._release(keys=[OUTBOX_DEFERRED, OUTBOX_STREAM], args=[now_ms, 500])
         idle_ms = int(self.settings.claim_idle_seconds * 1000)
         _, claimed, *_ = self.redis.xautoclaim(OUTBOX_STREAM, DELIVERY_GROUP, self.consumer,
                                                min_idle_time=idle_ms, count=self.batch_size)
@@ -241,7 +245,7 @@ class OutboxConsumer(GroupConsumer):
                 continue  # stays pending: claimed again after claim_idle_seconds
             pipe = self.redis.pipeline(transaction=False)
             if outcome == "deferred":
-                pipe.zadd(DEFERRED, {raw if isinstance(raw, str) else raw.decode(): until})
+                pipe.zadd(OUTBOX_DEFERRED, {raw if isinstance(raw, str) else raw.decode(): until})
             self._done(pipe, entry_id)
         return len(entries)
 
@@ -260,14 +264,14 @@ class OutboxConsumer(GroupConsumer):
         self.stats.dead += 1
         log.error("outbox entry %s moved to the dead letters: %s", entry_id, why)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(DEAD_LETTERS, {"e": raw if isinstance(raw, (str, bytes)) else str(raw), "why": why},
-                  maxlen=100_000, approximate=True)
+        pipe.xadd(OUTBOX_DEAD_LETTERS, {"e": raw if isinstance(raw, (str, bytes)) else str(raw), "why": why},
+                  maxlen=DEAD_LETTERS_MAXLEN, approximate=True)
         self._done(pipe, entry_id)
 
     def _deliver(self, entry: dict) -> tuple[str, int | None]:
         """Deliver one entry; returns the outcome and, when deferred, until when (ms)."""
         member_id, key, action = entry["member"], entry["key"], int(entry["action"])
-        marker = delivered_key(member_id, key, action)
+        marker = delivery_marker_key(member_id, key, action)
         if self.redis.exists(marker):
             self.stats.duplicates += 1
             return "duplicate", None

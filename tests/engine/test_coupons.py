@@ -11,6 +11,7 @@ import redis
 
 from engine.audit import AuditLog
 from engine.coupons import CODE_ENTROPY_BITS, CouponError, CouponLedger, CouponTerms
+from engine.keys import coupon_key, issuance_key
 from tests.conftest import NOW
 
 pytestmark = pytest.mark.cluster
@@ -46,13 +47,13 @@ def test_a_retried_issuance_returns_the_same_coupon(ledger: CouponLedger, redis_
     first = ledger.issue("A", PCT20, "r1", "app", issuance="req-1")
     again = ledger.issue("A", PCT20, "r1", "app", issuance="req-1")
     assert again.code == first.code
-    assert len(list(redis_client.scan_iter(match="cp:*"))) == 1
+    assert len(list(redis_client.scan_iter(match=coupon_key("*")))) == 1
 
 
 def test_an_issuance_interrupted_between_writes_is_completed_with_the_same_code(
     ledger: CouponLedger, redis_client: redis.Redis
 ) -> None:
-    redis_client.set("m:{A}:cpi:req-9", "ABCDEFGHJKMNPQRS")  # the marker was written, then a crash
+    redis_client.set(issuance_key("A", "req-9"), "ABCDEFGHJKMNPQRS")  # the marker was written, then a crash
     coupon = ledger.issue("A", OFF50, "r1", "app", issuance="req-9")
     assert coupon.code == "ABCDEFGHJKMNPQRS" and ledger.get(coupon.code).terms == OFF50
 

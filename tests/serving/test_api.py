@@ -8,6 +8,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from engine.keys import API_KEYS
 from engine.redis_server import free_port
 from engine.settings import Settings
 from serving.app import create_app
@@ -91,7 +92,7 @@ def test_store_scoped_key_sees_only_its_store(client: TestClient, keys: ApiKeys)
 
 def test_keys_are_stored_hashed(keys: ApiKeys, redis_client: redis.Redis) -> None:
     key = keys.create("pos", name="till 3")
-    assert key not in repr(redis_client.hgetall("nbo:keys"))
+    assert key not in repr(redis_client.hgetall(API_KEYS))
     assert keys.verify(key).role == "pos"
 
 

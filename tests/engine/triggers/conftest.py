@@ -14,11 +14,11 @@ import redis
 from engine.audit import AuditLog
 from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
+from engine.keys import OUTBOX_STREAM
 from engine.member_state import Programme
 from engine.rules import RuleLimits, RuleRuntime
 from engine.settings import Settings
 from engine.triggers import DailyRun, Emitter, EventTriggers, LogAdapter, OutboxConsumer
-from engine.triggers.outbox import OUTBOX_STREAM
 from tests.engine.rules.conftest import write_rules
 
 AS_OF = date(2026, 3, 10)
