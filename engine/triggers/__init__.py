@@ -1,7 +1,7 @@
 """Automated triggers: event rules on ingest, the daily run, the coupon outbox and its delivery.
 
 * ``EventTriggers(store, rules, emitter).after_ingest(applied_events)``: ``event.<type>`` rules.
-* ``DailyRun(store, rules, emitter, settings).run(as_of)``: ``schedule.daily`` rules over every
+* ``DailyRun(...).run(as_of)``: ``schedule.daily`` rules over every
   member, resumable and shared by workers; ``DailyScheduler`` starts it at ``daily_at``.
 * ``Emitter``: decisions -> outbox entries, exactly once per (rule, member, period).
 * ``OutboxConsumer``: delivers the outbox (consumer group, claims, consent, quiet hours) through a

@@ -32,6 +32,7 @@ from datetime import time as clock_time
 
 import redis
 
+from engine.clock import Clock
 from engine.feature_store import FEATURE_PARTS, FeatureStore
 from engine.features import member_features
 from engine.keys import (
@@ -43,6 +44,7 @@ from engine.keys import (
     daily_run_planning_key,
     daily_run_work_key,
 )
+from engine.member_state import Programme
 from engine.rules import RequestContext, RuleRuntime
 from engine.settings import TriggerSettings
 from engine.streams import ensure_group
@@ -91,21 +93,25 @@ class RunReport:
 class DailyRun:
     """Plans and works through the daily rules for a date (see the module notes)."""
 
-    def __init__(self, store: FeatureStore, rules: RuleRuntime, emitter: Emitter, settings: TriggerSettings,
-                 score_churn: ChurnScorer | None = None, worker: str | None = None) -> None:
+    def __init__(self, *, client: redis.Redis, store: FeatureStore, programme: Programme, rules: RuleRuntime,
+                 emitter: Emitter, settings: TriggerSettings, clock: Clock, score_churn: ChurnScorer | None = None,
+                 worker: str | None = None) -> None:
+        self.redis = client
         self.store = store
-        self.redis: redis.Redis = store.redis
+        self.programme = programme
         self.rules = rules
         self.emitter = emitter
         self.settings = settings
+        self.clock = clock
         self.score_churn = score_churn
+        """The churn model's probability for a feature vector (None: no model), for rules that read it."""
         self.worker = worker or worker_name()
         self._commit_chunk = self.redis.register_script(_COMMIT_CHUNK_LUA)
 
     def moment(self, as_of: date) -> datetime:
         """When the daily rules look at the members: ``daily_at`` local time on the date."""
         hour, minute = (int(x) for x in self.settings.daily_at.split(":"))
-        return datetime.combine(as_of, clock_time(hour, minute), tzinfo=self.store.programme.tz)
+        return datetime.combine(as_of, clock_time(hour, minute), tzinfo=self.programme.tz)
 
     # --- planning ---------------------------------------------------------------------------------
 
@@ -132,7 +138,7 @@ class DailyRun:
             pipe.xadd(work, {"chunk": str(i)})
         pipe.hset(key, mapping={"status": "running", "members": 0, "member_ids": len(ids),
                                 "plan": secrets.token_hex(8),
-                                "planned_at": self.store.clock().astimezone(self.store.programme.tz).isoformat(),
+                                "planned_at": self.clock().astimezone(self.programme.tz).isoformat(),
                                 "chunks_done": 0})
         pipe.hset(key, "chunks", len(parts))  # last: a plan is complete once "chunks" is there
         for run_part in (key, chunks_key, work):
@@ -180,7 +186,7 @@ class DailyRun:
         report = self.report(as_of)
         if report.chunks_done >= total and report.status != "done":
             self.redis.hset(key, mapping={"status": "done",
-                                          "finished_at": self.store.clock().astimezone(self.store.programme.tz).isoformat()})
+                                          "finished_at": self.clock().astimezone(self.programme.tz).isoformat()})
             report.status = "done"
             log.info("daily run %s done: %s", as_of, report.stats)
         report.seconds = time.perf_counter() - started
@@ -218,7 +224,7 @@ class DailyRun:
 
         ``run`` (the plan id) marks the emissions as this run's, so a redone chunk counts them once."""
         moment = self.moment(as_of)
-        programme = self.store.programme
+        programme = self.programme
         states = self.store.read_states(member_ids, parts=FEATURE_PARTS)
         wants_churn = self.score_churn is not None and "churn_probability" in self.rules.reads(TRIGGER)
         period = f"d{as_of.isoformat()}"

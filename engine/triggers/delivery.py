@@ -24,15 +24,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 from typing import Any, Protocol
 
+import redis
+
 from engine.audit import AuditLog
-from engine.clock import utc_now
+from engine.clock import Clock
 from engine.coupons import CouponLedger, CouponTerms
 from engine.events import PointsAwardedEvent
 from engine.feature_store import FeatureStore
@@ -46,7 +47,7 @@ from engine.keys import (
     delivery_marker_key,
     member_key,
 )
-from engine.member_state import PROFILE
+from engine.member_state import PROFILE, Programme
 from engine.settings import TriggerSettings
 from engine.streams import GroupConsumer
 
@@ -182,11 +183,13 @@ class DeliveryStats:
 class OutboxConsumer(GroupConsumer):
     """One consumer of the outbox group: claims stale entries, reads new ones, delivers, acks."""
 
-    def __init__(self, store: FeatureStore, coupons: CouponLedger, adapter: DeliveryAdapter,
-                 settings: TriggerSettings, consumer: str, audit: AuditLog | None = None,
-                 clock: Callable[[], datetime] = utc_now, batch_size: int = 100, block_ms: int = 1000) -> None:
-        super().__init__(store.redis, OUTBOX_STREAM, DELIVERY_GROUP, consumer, block_ms)
+    def __init__(self, *, client: redis.Redis, store: FeatureStore, programme: Programme, coupons: CouponLedger,
+                 adapter: DeliveryAdapter, settings: TriggerSettings, clock: Clock, consumer: str,
+                 audit: AuditLog | None = None, batch_size: int = 100, block_ms: int = 1000) -> None:
+        super().__init__(client, OUTBOX_STREAM, DELIVERY_GROUP, consumer, block_ms)
         self.store = store
+        """Where delivered points are applied (an exactly-once event)."""
+        self.programme = programme
         self.coupons = coupons
         self.adapter = adapter
         self.settings = settings
@@ -285,8 +288,8 @@ class OutboxConsumer(GroupConsumer):
                                   kind=kind, channel=channel, why=refusal)
             return "suppressed", None
         now = self.clock()
-        until = quiet_until(self.settings.quiet_hours.get(channel or ""), self.store.programme.aware(now)
-                            .astimezone(self.store.programme.tz))
+        until = quiet_until(self.settings.quiet_hours.get(channel or ""),
+                            self.programme.aware(now).astimezone(self.programme.tz))
         if until is not None:
             self.stats.deferred += 1
             return "deferred", int(until.timestamp() * 1000)

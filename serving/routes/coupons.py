@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.coupons import CODE_ALPHABET, CODE_LENGTH, CouponError
 from engine.events import MEMBER_ID_PATTERN
-from serving.auth import ApiKey
-from serving.dependencies import get_services, require
-from serving.services import Services
+from serving.dependencies import ScoreKey, ServicesDep
 
 router = APIRouter(tags=["coupons"])
 
@@ -46,9 +44,9 @@ class Redemption(BaseModel):
                         409: {"description": "already redeemed (says when and where) or expired"}})
 def redeem_coupon(
     code: Annotated[str, Path(pattern=CODE_PATTERN, description="the coupon code")],
+    key: ScoreKey,
+    services: ServicesDep,
     body: RedeemRequest | None = None,
-    key: ApiKey = Depends(require("score")),
-    services: Services = Depends(get_services),
 ) -> Redemption:
     """Redeem once; a second redemption is a 409 saying when and where the first happened."""
     body = body or RedeemRequest()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path
 
 from engine.events import MEMBER_ID_PATTERN
-from serving.auth import ApiKey
-from serving.dependencies import get_services, require
-from serving.services import Services
+from serving.dependencies import MembersReadKey, ServicesDep
 
 router = APIRouter(tags=["members"])
 
@@ -17,8 +15,8 @@ router = APIRouter(tags=["members"])
 @router.get("/v1/members/{member_id}/features")
 def get_member_features(
     member_id: Annotated[str, Path(min_length=1, max_length=64, pattern=MEMBER_ID_PATTERN, description="the member's id")],
-    key: ApiKey = Depends(require("members:read")),
-    services: Services = Depends(get_services),
+    key: MembersReadKey,
+    services: ServicesDep,
 ) -> dict[str, Any]:
     """Every feature of the member now; 404 for an unknown member, 403 outside the key's scope."""
     features = services.store.member_features(member_id)

@@ -59,8 +59,7 @@ def test_a_run_that_crashed_mid_chunk_resumes_and_completes_once(make_triggers) 
                 raise SystemExit("killed")
             return result
 
-    crashing = CrashAfterEmitting(triggers.store, triggers.rules, triggers.emitter,
-                                  triggers.settings.triggers.model_copy(update={"chunk_size": 4}), worker="w1")
+    crashing = triggers.daily(worker="w1", kind=CrashAfterEmitting, chunk_size=4)
     with pytest.raises(SystemExit):
         crashing.run(AS_OF)
     assert triggers.daily(worker="w1").report(AS_OF).chunks_done == 1
@@ -89,8 +88,7 @@ def test_a_slow_worker_whose_chunk_was_claimed_counts_nothing_twice(make_trigger
                 assert other.status == "done"
             return result
 
-    slow = Slow(triggers.store, triggers.rules, triggers.emitter,
-                triggers.settings.triggers.model_copy(update={"chunk_size": 3}), worker="slow")
+    slow = triggers.daily(worker="slow", kind=Slow, chunk_size=3)
     report = slow.run(AS_OF)
     assert report.status == "done" and report.chunks_done == report.chunks == 3
     assert (report.stats["members"], report.stats["emitted"], report.stats["already"]) == (9, 6, 0)
