@@ -20,6 +20,7 @@ import redis
 
 from engine.clock import utc_now
 from engine.keys import AUDIT_STREAM, AUDIT_STREAM_MAXLEN
+from engine.redis_circuit import REDIS_DOWN
 
 PERSONAL_FIELDS = frozenset({"phone", "name", "email", "address", "birthday", "id_card"})
 
@@ -57,7 +58,7 @@ class AuditLog:
         if self.redis is not None:
             try:
                 self.redis.xadd(AUDIT_STREAM, {"entry": line}, maxlen=self.stream_maxlen, approximate=True)
-            except (redis.ConnectionError, redis.TimeoutError):
+            except REDIS_DOWN:
                 pass  # the file has it; the stream is a convenience for readers
         return entry
 

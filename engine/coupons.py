@@ -32,6 +32,8 @@ CODE_ENTROPY_BITS = CODE_LENGTH * 5
 STATUSES = ("issued", "seen", "redeemed", "expired")
 
 CouponKind = Literal["percent_off", "amount_off", "free_item"]
+CouponRefusal = Literal["not_found", "foreign", "redeemed", "expired"]
+"""Why a coupon cannot be redeemed: no such code, another member's, redeemed already, past its expiry."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,15 @@ class Coupon:
 
 
 class CouponError(Exception):
-    """A coupon cannot be redeemed; ``status`` is the HTTP status that says why."""
+    """A coupon cannot be redeemed; ``reason`` says why (``CouponRefusal``), the message says it to a person."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, reason: CouponRefusal, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.reason = reason
+
+    @classmethod
+    def not_found(cls, code: str) -> CouponError:
+        return cls("not_found", f"no coupon with code {code!r}")
 
 
 def new_code() -> str:
@@ -144,6 +150,13 @@ class CouponLedger:
                               template=terms.template, value=terms.value, channel=channel, expires_at=coupon.expires_at)
         return coupon
 
+    def coupon(self, code: str) -> Coupon:
+        """The coupon with this code; ``CouponError`` (``not_found``) if there is none."""
+        coupon = self.get(code)
+        if coupon is None:
+            raise CouponError.not_found(code)
+        return coupon
+
     def get(self, code: str) -> Coupon | None:
         """The coupon with this code, or None."""
         fields = self.redis.hgetall(coupon_key(code))
@@ -171,7 +184,7 @@ class CouponLedger:
 
     def redeem(self, code: str, member_id: str | None, store_id: str | None, actor: str = "pos",
                basket_total: float | None = None) -> Coupon:
-        """Redeem once; raises ``CouponError`` (404 unknown, 403 another member's, 409 redeemed or expired).
+        """Redeem once; raises ``CouponError`` saying why not (``not_found``, ``foreign``, ``redeemed``, ``expired``).
 
         ``basket_total`` prices a percent-off coupon's cost (else its cap counts, or nothing)."""
         moment = self.clock()
@@ -179,14 +192,14 @@ class CouponLedger:
         outcome = self._redeem(keys=[coupon_key(code)], args=[member_id or "", now, store_id or ""])
         verdict = outcome[0]
         if verdict == "missing":
-            raise CouponError(404, f"no coupon with code {code!r}")
+            raise CouponError.not_found(code)
         if verdict == "foreign":
-            raise CouponError(403, "this coupon belongs to another member")
+            raise CouponError("foreign", "this coupon belongs to another member")
         if verdict == "redeemed":
             where = f" at store {outcome[2]}" if outcome[2] else ""
-            raise CouponError(409, f"coupon already redeemed on {outcome[1]}{where}")
+            raise CouponError("redeemed", f"coupon already redeemed on {outcome[1]}{where}")
         if verdict == "expired":
-            raise CouponError(409, f"coupon expired on {outcome[1]}")
+            raise CouponError("expired", f"coupon expired on {outcome[1]}")
         coupon = self.get(code)
         cost = coupon.terms.face_value(basket_total) if basket_total is not None or coupon.terms.kind != "percent_off" \
             else (coupon.terms.max_value or 0.0)

@@ -16,6 +16,7 @@ import redis
 
 from engine.clock import Clock, utc_now
 from engine.keys import API_KEYS
+from engine.redis_circuit import REDIS_DOWN
 
 ROLES: tuple[str, ...] = ("pos", "app", "marketer", "data-scientist", "admin")
 
@@ -30,6 +31,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "reports:read": frozenset({"marketer", "data-scientist", "admin"}),
     "offers:try": frozenset({"marketer", "data-scientist", "admin"}),  # the console's "try it" (issues real coupons)
 }
+
+
+class OutOfScope(Exception):
+    """The key may not ask for this member or store (its scope is another region or store)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class ApiKeys:
             return cached[1]
         try:
             raw = self.redis.hget(API_KEYS, digest)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_DOWN:
             if cached:  # Redis is away: trust what we verified recently rather than fail scoring
                 return cached[1]
             raise

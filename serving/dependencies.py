@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-import redis
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from engine.redis_circuit import REDIS_DOWN
 from serving.auth import ApiKey
 from serving.services import Services
 
@@ -39,7 +39,7 @@ def require(permission: str) -> Callable[..., ApiKey]:
                                 headers={"WWW-Authenticate": "Bearer"})
         try:
             key = services.keys.verify(credentials.credentials)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_DOWN:
             raise HTTPException(503, detail="cannot verify the API key: the feature store is unavailable") from None
         if key is None:
             raise HTTPException(401, detail="unknown API key", headers={"WWW-Authenticate": "Bearer"})

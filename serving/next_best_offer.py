@@ -26,9 +26,10 @@ from engine.feature_store import FeatureStore
 from engine.features import member_features
 from engine.keys import ANSWER_TTL_SECONDS, answer_key
 from engine.member_state import MemberState, Programme
+from engine.redis_circuit import REDIS_DOWN
 from engine.rules import BasketLine, RequestContext, RuleLimits, RuleRuntime, action_body, action_kind
 from engine.settings import ArbitrationRules
-from serving.auth import ApiKey
+from serving.auth import ApiKey, OutOfScope
 from serving.schemas import ChurnOut, CouponOut, OfferOut, OfferRequest, OfferResponse, RecommendationOut
 from training.champions import ChampionModels, ModelUnavailable
 
@@ -38,12 +39,6 @@ OFFERS_MADE = Counter("nbo_offers_total", "offers made at checkout, by rule and 
 DEGRADED = Counter("nbo_degraded_answers_total", "answers made without the feature store or a model", ["why"])
 RECOMMENDATIONS = 5
 RANKED_FOR_RULES = 50
-
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-
-
-class OutOfScope(Exception):
-    """The key may not ask for this member or store."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
 from engine.measurement import Measurement, RuleReport
 from engine.member_state import Programme
+from engine.redis_circuit import REDIS_DOWN
 from engine.redis_server import connect
 from engine.rules import RuleLimits, RuleRuntime, start_watching
 from engine.settings import Settings
@@ -147,7 +148,7 @@ class Services:
             return
         try:
             self.event_triggers.after_ingest(applied)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             log.warning("event triggers skipped: redis unavailable (%s)", type(exc).__name__)
         except Exception:  # a rule bug must not stop ingestion (the events are applied already)
             log.exception("event triggers failed; the events stay applied")

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from engine.events import MEMBER_ID_PATTERN
+from serving.auth import OutOfScope
 from serving.console import pages
 from serving.console.api import REPORTS_PATH, get_json
 from serving.console.messages import LANGUAGES, translator
@@ -46,7 +47,6 @@ from serving.console.session import (
     verify_key,
 )
 from serving.dependencies import ServicesDep
-from serving.next_best_offer import OutOfScope
 from serving.schemas import OfferRequest
 from serving.services import Services
 

@@ -13,9 +13,9 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-import redis
 from fastapi import Depends, Request
 
+from engine.redis_circuit import REDIS_DOWN
 from serving.auth import PERMISSIONS, ApiKey
 from serving.console.messages import pick_language, translator
 from serving.dependencies import ServicesDep
@@ -72,7 +72,7 @@ def verify_key(services: Services, raw_key: str) -> ApiKey | None:
     """The key's identity, or None; a Redis outage is a 503 for the person, not a crash."""
     try:
         return services.keys.verify(raw_key)
-    except (redis.ConnectionError, redis.TimeoutError):
+    except REDIS_DOWN:
         raise ConsoleProblem(503, translator("en")("error.redis")) from None
 
 

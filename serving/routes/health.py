@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-import redis
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from engine.redis_circuit import REDIS_DOWN
 from serving.dependencies import ServicesDep
 
 router = APIRouter(tags=["operations"])
@@ -30,7 +30,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
     try:
         services.redis.ping()
         checks["redis"] = "ok"
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except REDIS_DOWN as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     version = services.rules.version
     checks["rules"] = "ok" if version else "no valid rules loaded (see nbo rules lint)"

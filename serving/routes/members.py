@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 
 from engine.events import MEMBER_ID_PATTERN
+from serving.auth import OutOfScope
 from serving.dependencies import MembersReadKey, ServicesDep
 
 router = APIRouter(tags=["members"])
@@ -23,5 +24,5 @@ def get_member_features(
     if features is None:
         raise HTTPException(404, detail=f"member {member_id!r} is not registered")
     if not key.covers(features["region"], features["home_store"]):
-        raise HTTPException(403, detail=f"member {member_id!r} is outside this key's scope {key.scope}")
+        raise OutOfScope(f"member {member_id!r} is outside this key's scope {key.scope}")
     return {"member_id": member_id, "features": features}

@@ -58,29 +58,29 @@ def test_an_issuance_interrupted_between_writes_is_completed_with_the_same_code(
     assert coupon.code == "ABCDEFGHJKMNPQRS" and ledger.get(coupon.code).terms == OFF50
 
 
-def test_redeemed_once_then_409_saying_when(ledger: CouponLedger, clock) -> None:
+def test_redeemed_once_then_refused_saying_when(ledger: CouponLedger, clock) -> None:
     coupon = ledger.issue("A", OFF50, "r1", "pos", issuance="x")
     redeemed = ledger.redeem(coupon.code, "A", "S001")
     assert redeemed.status == "redeemed" and redeemed.redeemed_store == "S001"
     clock.now = NOW + timedelta(hours=2)
     with pytest.raises(CouponError) as refused:
         ledger.redeem(coupon.code, "A", "S002")
-    assert refused.value.status == 409 and NOW.isoformat() in str(refused.value) and "S001" in str(refused.value)
+    assert refused.value.reason == "redeemed" and NOW.isoformat() in str(refused.value) and "S001" in str(refused.value)
 
 
 def test_expired_and_foreign_and_unknown_coupons_are_refused(ledger: CouponLedger, clock) -> None:
     coupon = ledger.issue("A", OFF50, "r1", "pos", issuance="x")
     with pytest.raises(CouponError) as foreign:
         ledger.redeem(coupon.code, "B", "S001")
-    assert foreign.value.status == 403
+    assert foreign.value.reason == "foreign"
     with pytest.raises(CouponError) as unknown:
         ledger.redeem("0000000000000000", "A", "S001")
-    assert unknown.value.status == 404
+    assert unknown.value.reason == "not_found"
     clock.now = NOW + timedelta(days=8)
     assert ledger.get(coupon.code).status == "expired"
     with pytest.raises(CouponError) as expired:
         ledger.redeem(coupon.code, "A", "S001")
-    assert expired.value.status == 409 and "expired" in str(expired.value)
+    assert expired.value.reason == "expired" and "expired" in str(expired.value)
 
 
 def test_concurrent_redemptions_only_one_wins(ledger: CouponLedger) -> None:
