@@ -20,11 +20,11 @@ import redis
 
 from engine import measurement
 from engine.audit import AuditLog
+from engine.calendar import day_number
 from engine.clock import utc_now
 from engine.events import CouponRedeemedEvent
 from engine.feature_store import FeatureStore
 from engine.keys import COUPON_KEEP_DAYS, DAY_SECONDS, coupon_key, issuance_key
-from engine.member_state import day_number
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_LENGTH = 16

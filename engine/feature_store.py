@@ -35,9 +35,9 @@ from engine.member_state import (
     Changes,
     EventRejected,
     MemberState,
-    Programme,
     apply_event,
 )
+from engine.programme import Programme
 from engine.redis_server import queue_script
 
 FEATURE_PARTS: tuple[str, ...] = tuple(part for part in PARTS if part != ITEMS)

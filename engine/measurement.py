@@ -24,8 +24,9 @@ from datetime import date, timedelta
 import numpy as np
 import redis
 
+from engine.calendar import day_number, day_to_date
 from engine.keys import EXPOSURE_TTL_SECONDS, exposures_key, member_key, rule_counters_key
-from engine.member_state import DAYS, day_number, day_to_date
+from engine.member_state import DAYS
 
 TREATMENT, HOLDOUT = "t", "h"
 COUNTERS = ("fired", "held", "issued", "redeemed", "cost")

@@ -21,7 +21,8 @@ from rich.table import Table
 from engine.clock import Clock, clock_from_settings
 from engine.feature_store import FeatureStore
 from engine.keys import member_key
-from engine.member_state import DAYS, Programme
+from engine.member_state import DAYS
+from engine.programme import Programme
 from engine.redis_server import RedisServer, client_from_url, start_redis_cluster, start_redis_server
 from engine.rules.benchmark import latency_percentiles_us
 from engine.settings import Settings

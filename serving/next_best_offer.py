@@ -25,7 +25,8 @@ from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
 from engine.features import member_features
 from engine.keys import ANSWER_TTL_SECONDS, answer_key
-from engine.member_state import MemberState, Programme
+from engine.member_state import MemberState
+from engine.programme import Programme
 from engine.redis_circuit import REDIS_DOWN
 from engine.rules import BasketLine, RequestContext, RuleLimits, RuleRuntime, action_body, action_kind
 from engine.settings import ArbitrationRules

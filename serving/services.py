@@ -23,7 +23,7 @@ from engine.events import Event
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
 from engine.measurement import Measurement, RuleReport
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.redis_circuit import REDIS_DOWN
 from engine.redis_server import connect
 from engine.rules import RuleLimits, RuleRuntime, start_watching

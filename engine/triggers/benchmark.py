@@ -22,8 +22,8 @@ import redis
 
 from engine.feature_store import FeatureStore
 from engine.keys import OUTBOX_STREAM
-from engine.member_state import Programme
 from engine.point_in_time import fold_history, history_events
+from engine.programme import Programme
 from engine.redis_server import start_redis_server
 from engine.rules import RuleLimits, RuleRuntime
 from engine.settings import Settings

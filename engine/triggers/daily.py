@@ -44,7 +44,7 @@ from engine.keys import (
     daily_run_planning_key,
     daily_run_work_key,
 )
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.rules import RequestContext, RuleRuntime
 from engine.settings import TriggerSettings
 from engine.streams import ensure_group

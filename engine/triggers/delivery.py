@@ -47,7 +47,8 @@ from engine.keys import (
     delivery_marker_key,
     member_key,
 )
-from engine.member_state import PROFILE, Programme
+from engine.member_state import PROFILE
+from engine.programme import Programme
 from engine.settings import TriggerSettings
 from engine.streams import GroupConsumer
 

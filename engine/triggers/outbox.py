@@ -28,7 +28,7 @@ import redis
 
 from engine import measurement
 from engine.keys import MARKER_TTL_SECONDS, OUTBOX_STREAM, emission_marker_key
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.rules import Ask, Evaluation, Firing, RuleLimits, action_body, action_kind
 
 

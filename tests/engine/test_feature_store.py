@@ -10,7 +10,7 @@ import redis
 
 from engine.feature_store import FeatureStore
 from engine.keys import member_key
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.redis_server import client_from_url
 from engine.settings import Settings
 from tests.conftest import NOW, dump_redis

@@ -11,8 +11,8 @@ import pytest
 from engine.feature_store import FeatureStore
 from engine.ingestion import backfill
 from engine.keys import MEMBER_PROFILES
-from engine.member_state import Programme
 from engine.point_in_time import features_as_of
+from engine.programme import Programme
 from engine.synthetic import generate
 from engine.transactions import read_transactions
 from tests.conftest import shared_data

@@ -16,7 +16,8 @@ from engine.coupons import CouponLedger, CouponTerms
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer, publish_events
 from engine.keys import member_key
-from engine.member_state import PROFILE, Programme
+from engine.member_state import PROFILE
+from engine.programme import Programme
 from engine.redis_server import RedisClusterServers, client_from_url, connect, is_cluster_url, start_redis_cluster
 from engine.settings import Settings
 from tests.conftest import NOW

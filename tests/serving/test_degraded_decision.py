@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.redis_server import free_port
 from engine.rules import RuleLimits, RuleRuntime, in_holdout
 from engine.settings import Settings

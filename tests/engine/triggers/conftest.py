@@ -15,7 +15,7 @@ from engine.audit import AuditLog
 from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
 from engine.keys import OUTBOX_STREAM
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.rules import RuleLimits, RuleRuntime
 from engine.settings import Settings
 from engine.triggers import DailyRun, Emitter, EventTriggers, LogAdapter, OutboxConsumer
