@@ -146,12 +146,10 @@ DEAD_LETTERS_MAXLEN = 100_000
 
 # --- what each key is ----------------------------------------------------------------------------
 
-_MEMBER = r"^m:\{(?P<tag>[^}]+)\}:"
-
 
 @dataclass(frozen=True)
 class KeyKind:
-    """What a key is: its pattern (``tag`` captures its hash tag), whether it must expire, whose slot it is in."""
+    """What a key is: the pattern of its keys, whether they must expire, and whose hash slot they are in."""
 
     name: str
     pattern: re.Pattern[str]
@@ -160,26 +158,38 @@ class KeyKind:
     """``member``, ``coupon``, ``rule``, ``daily run``, ``outbox`` or ``own`` (an untagged single key)."""
 
 
-KINDS: tuple[KeyKind, ...] = tuple(KeyKind(name, re.compile(pattern), expires, slot) for name, pattern, expires, slot in (
-    ("answer", _MEMBER + r"nbo:.+$", True, "member"),
-    ("event dedup", _MEMBER + r"e:.+$", True, "member"),
-    ("coupon issuance", _MEMBER + r"cpi:.+$", True, "member"),
-    ("member rule cap", _MEMBER + r"rl:.+$", False, "member"),
-    ("trigger emission marker", _MEMBER + r"ob:[^|]+\|.+$", True, "member"),
-    ("trigger delivery marker", _MEMBER + r"dl:.+#\d+$", True, "member"),
-    ("member recommendations", _MEMBER + r"r$", False, "member"),
-    ("member profile", _MEMBER + re.escape(PROFILE) + "$", False, "member"),
-    ("member state", _MEMBER + "(?:" + "|".join(re.escape(p) for p in PARTS if p != PROFILE) + ")$", False, "member"),
-    ("coupon", r"^cp:\{(?P<tag>[^}]+)\}$", True, "coupon"),
-    ("rule budget", r"^rl:\{(?P<tag>[^}]+)\}:(?:used|holds|records|committed)$", False, "rule"),
-    ("rule exposures", r"^mx:\{(?P<tag>[^}]+)\}:-?\d+$", True, "rule"),
-    ("rule counters", r"^ms:\{(?P<tag>[^}]+)\}$", False, "rule"),
-    ("daily run", r"^run:\{(?P<tag>daily:\d{4}-\d{2}-\d{2})\}(?::chunks|:work|:planning)?$", True, "daily run"),
-    ("outbox", "^" + re.escape(OUTBOX_STREAM) + "(?::deferred|:dead)?$", False, "outbox"),
-    *((name, "^" + re.escape(key) + "$", False, "own") for name, key in (
-        ("events stream", EVENTS_STREAM), ("rejected events", REJECTED_EVENTS_STREAM), ("audit stream", AUDIT_STREAM),
-        ("api keys", API_KEYS))),
-))
+def _kind(name: str, pattern: str, expires: bool, slot: str) -> KeyKind:
+    return KeyKind(name, re.compile(pattern), expires, slot)
+
+
+def _exactly(*keys: str) -> str:
+    return "^(?:" + "|".join(re.escape(key) for key in keys) + ")$"
+
+
+_MEMBER = r"^m:\{[^}]+\}:"
+_STATE_PARTS = "(?:" + "|".join(re.escape(part) for part in PARTS if part != PROFILE) + ")"
+
+KINDS: tuple[KeyKind, ...] = (
+    _kind("answer", _MEMBER + r"nbo:.+$", True, "member"),
+    _kind("event dedup", _MEMBER + r"e:.+$", True, "member"),
+    _kind("coupon issuance", _MEMBER + r"cpi:.+$", True, "member"),
+    _kind("member rule cap", _MEMBER + r"rl:.+$", False, "member"),
+    _kind("trigger emission marker", _MEMBER + r"ob:[^|]+\|.+$", True, "member"),
+    _kind("trigger delivery marker", _MEMBER + r"dl:.+#\d+$", True, "member"),
+    _kind("member recommendations", _MEMBER + r"r$", False, "member"),
+    _kind("member profile", _MEMBER + re.escape(PROFILE) + "$", False, "member"),
+    _kind("member state", _MEMBER + _STATE_PARTS + "$", False, "member"),
+    _kind("coupon", r"^cp:\{[^}]+\}$", True, "coupon"),
+    _kind("rule budget", r"^rl:\{[^}]+\}:(?:used|holds|records|committed)$", False, "rule"),
+    _kind("rule exposures", r"^mx:\{[^}]+\}:-?\d+$", True, "rule"),
+    _kind("rule counters", r"^ms:\{[^}]+\}$", False, "rule"),
+    _kind("daily run", r"^run:\{daily:\d{4}-\d{2}-\d{2}\}(?::chunks|:work|:planning)?$", True, "daily run"),
+    _kind("outbox", _exactly(OUTBOX_STREAM, OUTBOX_DEFERRED, OUTBOX_DEAD_LETTERS), False, "outbox"),
+    _kind("events stream", _exactly(EVENTS_STREAM), False, "own"),
+    _kind("rejected events", _exactly(REJECTED_EVENTS_STREAM), False, "own"),
+    _kind("audit stream", _exactly(AUDIT_STREAM), False, "own"),
+    _kind("api keys", _exactly(API_KEYS), False, "own"),
+)
 """Every kind of key, most specific first: the first whose pattern matches a key names it."""
 
 

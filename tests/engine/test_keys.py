@@ -10,6 +10,7 @@ from engine.keys import (
     API_KEYS,
     AUDIT_STREAM,
     EVENTS_STREAM,
+    KINDS,
     MEMBER_PROFILES,
     OUTBOX_DEAD_LETTERS,
     OUTBOX_DEFERRED,
@@ -67,28 +68,30 @@ def test_the_key_formats_are_the_documented_ones() -> None:
 
 
 def test_each_builder_makes_keys_of_its_own_kind() -> None:
-    built = {
-        "answer": answer_key("M1", "r-1"),
-        "event dedup": event_key("M1", "coupon:cpi:x"),  # an event id may look like another suffix
-        "coupon issuance": issuance_key("M1", "nbo:r-1:rule"),
-        "member rule cap": rule_cap_key("M1", "rule"),
-        "trigger emission marker": emission_marker_key("M1", "rule", "e:evt-1"),
-        "trigger delivery marker": delivery_marker_key("M1", "rule|M1|d2026-03-10", 2),
-        "member recommendations": recommendations_key("M1"),
-        "member profile": member_key("M1", PROFILE),
-        "coupon": coupon_key("ABCDEFGHJKMNPQRS"),
-        "rule budget": rule_budget_keys("rule")[2],
-        "rule exposures": exposures_key("rule", 20522),
-        "rule counters": rule_counters_key("rule"),
-        "daily run": daily_run_work_key(RUN_DAY),
-        "outbox": OUTBOX_DEFERRED,
-        "events stream": EVENTS_STREAM,
-        "rejected events": REJECTED_EVENTS_STREAM,
-        "audit stream": AUDIT_STREAM,
-        "api keys": API_KEYS,
-    }
-    assert {name: kind_of(key).name for name, key in built.items()} == {name: name for name in built}
-    assert {kind_of(member_key("M1", part)).name for part in PARTS if part != PROFILE} == {"member state"}
+    built = [
+        ("answer", answer_key("M1", "r-1")),
+        ("event dedup", event_key("M1", "coupon:cpi:x")),  # an event id may look like another suffix
+        ("coupon issuance", issuance_key("M1", "nbo:r-1:rule")),
+        ("member rule cap", rule_cap_key("M1", "rule")),
+        ("trigger emission marker", emission_marker_key("M1", "rule", "e:evt-1")),
+        ("trigger delivery marker", delivery_marker_key("M1", "rule|M1|d2026-03-10", 2)),
+        ("member recommendations", recommendations_key("M1")),
+        ("member profile", member_key("M1", PROFILE)),
+        *(("member state", member_key("M1", part)) for part in PARTS if part != PROFILE),
+        ("coupon", coupon_key("ABCDEFGHJKMNPQRS")),
+        *(("rule budget", key) for key in rule_budget_keys("rule")),
+        ("rule exposures", exposures_key("rule", 20522)),
+        ("rule counters", rule_counters_key("rule")),
+        *(("daily run", build(RUN_DAY)) for build in (daily_run_key, daily_run_chunks_key, daily_run_work_key,
+                                                      daily_run_planning_key)),
+        *(("outbox", key) for key in (OUTBOX_STREAM, OUTBOX_DEFERRED, OUTBOX_DEAD_LETTERS)),
+        ("events stream", EVENTS_STREAM),
+        ("rejected events", REJECTED_EVENTS_STREAM),
+        ("audit stream", AUDIT_STREAM),
+        ("api keys", API_KEYS),
+    ]
+    assert [(kind_of(key).name, key) for _, key in built] == built
+    assert {kind.name for kind in KINDS} == {name for name, _ in built}  # a builder for every kind
     assert kind_of("m:{M1}:unheard-of") is None and kind_of("session:abc") is None
 
 
