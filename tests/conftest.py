@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from engine.feature_store import FeatureStore
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.redis_server import (
     RedisClusterServers,
     RedisServer,

@@ -50,7 +50,7 @@ def train_churn_command(
     register: bool = True,
 ) -> TrainingRun:
     """``nbo train churn``: train, evaluate against baselines, log and register, write the metrics JSON."""
-    from engine.member_state import Programme
+    from engine.programme import Programme
     from training.churn import train_churn
 
     programme = Programme.from_settings(settings)

@@ -18,6 +18,7 @@ import redis
 from markupsafe import Markup
 from prometheus_client import REGISTRY
 
+from engine.redis_circuit import REDIS_DOWN
 from engine.rules import BudgetUse, RuleStatus
 from engine.settings import TierThresholds
 from serving.console.charts import burn_down, daily_bars
@@ -333,5 +334,5 @@ def store_figures(client: redis.Redis) -> StoreFigures:
         info = client.info()
         return StoreFigures(up=True, round_trip_ms=round_trip, version=str(info.get("redis_version")),
                             keys=int(client.dbsize()), memory=str(info.get("used_memory_human")))
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except REDIS_DOWN as exc:
         return StoreFigures(up=False, error=type(exc).__name__)
