@@ -24,7 +24,8 @@ from engine.calendar import day_number
 from engine.clock import utc_now
 from engine.events import CouponRedeemedEvent
 from engine.feature_store import FeatureStore
-from engine.keys import COUPON_KEEP_DAYS, DAY_SECONDS, coupon_key, issuance_key
+from engine.keys import COUPON_KEEP_DAYS, DAY_SECONDS, coupon_key, issuance_key, member_key
+from engine.member_state import PROFILE
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_LENGTH = 16
@@ -70,6 +71,8 @@ class Coupon:
     status: str = "issued"
     redeemed_at: str | None = None
     redeemed_store: str | None = None
+    member_scopes: tuple[str, ...] = ()
+    """The member's region and home store when it was issued (``measurement.member_scopes``): scoped reports."""
 
 
 class CouponError(Exception):
@@ -128,7 +131,10 @@ class CouponLedger:
         code = new_code()
         marker = issuance_key(member_id, issuance)
         ttl = (terms.valid_days * DAY_SECONDS) + self.keep_seconds
-        if not self.redis.set(marker, code, nx=True, ex=ttl):
+        created, (region, store) = self.redis.pipeline(transaction=False).set(marker, code, nx=True, ex=ttl).hmget(
+            member_key(member_id, PROFILE), ["region", "store"]).execute()
+        scopes = measurement.member_scopes(region, store)
+        if not created:
             code = self.redis.get(marker)
             existing = self.get(code)
             if existing is not None:
@@ -136,14 +142,14 @@ class CouponLedger:
             # The earlier attempt stopped between the two writes: finish it with the same code.
         expires = now + timedelta(days=terms.valid_days)
         coupon = Coupon(code=code, member_id=member_id, terms=terms, rule_id=rule_id, channel=channel,
-                        issued_at=now.isoformat(), expires_at=expires.isoformat())
+                        issued_at=now.isoformat(), expires_at=expires.isoformat(), member_scopes=scopes)
         record = {"member_id": member_id, "terms": json.dumps(asdict(terms)), "rule_id": rule_id,
                   "channel": channel, "issued_at": coupon.issued_at, "expires_at": coupon.expires_at,
-                  "status": "issued"}
+                  "status": "issued", "scopes": " ".join(scopes)}
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(coupon_key(code), mapping=record)
         pipe.expire(coupon_key(code), ttl)
-        measurement.count(pipe, rule_id, "issued", self._day(now))
+        measurement.count(pipe, rule_id, "issued", self._day(now), where=scopes)
         pipe.execute()
         if self.audit:
             self.audit.record("coupon.issued", actor=actor, subject=member_id, code_hint=code[-4:], rule_id=rule_id,
@@ -165,7 +171,8 @@ class CouponLedger:
         return Coupon(code=code, member_id=fields["member_id"], terms=CouponTerms(**json.loads(fields["terms"])),
                       rule_id=fields["rule_id"], channel=fields["channel"], issued_at=fields["issued_at"],
                       expires_at=fields["expires_at"], status=self._status(fields),
-                      redeemed_at=fields.get("redeemed_at"), redeemed_store=fields.get("redeemed_store"))
+                      redeemed_at=fields.get("redeemed_at"), redeemed_store=fields.get("redeemed_store"),
+                      member_scopes=tuple(fields.get("scopes", "").split()))
 
     def _status(self, fields: dict) -> str:
         if fields["status"] != "redeemed" and self.clock().isoformat() > fields["expires_at"]:
@@ -204,8 +211,8 @@ class CouponLedger:
         cost = coupon.terms.face_value(basket_total) if basket_total is not None or coupon.terms.kind != "percent_off" \
             else (coupon.terms.max_value or 0.0)
         pipe = self.redis.pipeline(transaction=False)
-        measurement.count(pipe, coupon.rule_id, "redeemed", self._day(moment))
-        measurement.count(pipe, coupon.rule_id, "cost", self._day(moment), round(cost * 100))
+        measurement.count(pipe, coupon.rule_id, "redeemed", self._day(moment), where=coupon.member_scopes)
+        measurement.count(pipe, coupon.rule_id, "cost", self._day(moment), round(cost * 100), where=coupon.member_scopes)
         pipe.execute()
         if self.store is not None:
             # Redemptions feed the member's features like any other event (exactly once per code).

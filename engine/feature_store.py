@@ -25,7 +25,15 @@ import redis
 from engine.clock import utc_now
 from engine.events import Event, parse_event
 from engine.features import member_features
-from engine.keys import DAY_SECONDS, MEMBER_PROFILES, event_key, member_key, member_of, recommendations_key
+from engine.keys import (
+    DAY_SECONDS,
+    MEMBER_PROFILES,
+    erased_marker_key,
+    event_key,
+    member_key,
+    member_of,
+    recommendations_key,
+)
 from engine.member_state import (
     INCREMENTED_PARTS,
     ITEMS,
@@ -45,6 +53,7 @@ FEATURE_PARTS: tuple[str, ...] = tuple(part for part in PARTS if part != ITEMS)
 DAILY_BUCKET_DAYS = 400
 """Daily buckets older than this (behind the member's newest event) are pruned: windows stop at 365."""
 MAX_ATTEMPTS = 64
+ERASED_REASON = "member {member_id!r} was erased at their request: their events are not kept"
 WRITER_CACHE_MEMBERS = 50_000
 
 
@@ -71,20 +80,21 @@ class IngestResult:
         self.applied.extend(other.applied)
 
 
-# KEYS: profile, months, days, categories, items, then one exactly-once key per event.
+# KEYS: profile, months, days, categories, items, the erasure tombstone, then one exactly-once key per event.
 # ARGV: expected version, dedup ttl seconds, newest day, daily-bucket horizon, event count, then
 #       sections, each a count and its items: profile field/value pairs (absolute), month
 #       field/value pairs (absolute), month fields to delete, then field/delta pairs to add to
 #       days, categories and items.
 # Returns {1} applied, {-1} the version moved (re-read and retry), {-2, i...} events i were
-# already applied (nothing written: drop them and retry).
+# already applied (nothing written: drop them and retry), {-3} the member was erased (nothing written).
 _APPLY_LUA = """
+if redis.call('EXISTS', KEYS[6]) == 1 then return {-3} end
 local version = redis.call('HGET', KEYS[1], 'v') or '0'
 if version ~= ARGV[1] then return {-1} end
 local n = tonumber(ARGV[5])
 local seen = {-2}
 for e = 1, n do
-  if redis.call('EXISTS', KEYS[5 + e]) == 1 then seen[#seen + 1] = e end
+  if redis.call('EXISTS', KEYS[6 + e]) == 1 then seen[#seen + 1] = e end
 end
 if #seen > 1 then return seen end
 local pos = 6
@@ -108,7 +118,7 @@ for part = 3, 5 do
   end
 end
 local ttl = tonumber(ARGV[2])
-for e = 1, n do redis.call('SET', KEYS[5 + e], '1', 'EX', ttl) end
+for e = 1, n do redis.call('SET', KEYS[6 + e], '1', 'EX', ttl) end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 local horizon = tonumber(ARGV[4])
 if redis.call('HLEN', KEYS[3]) > 2 * horizon + 64 then
@@ -170,15 +180,28 @@ class FeatureStore:
     def read_state(self, member_id: str) -> MemberState | None:
         return self.read_states([member_id])[member_id]
 
-    def read_state_and(self, member_id: str, key: str) -> tuple[MemberState | None, str | None]:
-        """A member's state and one more string value (e.g. a remembered answer) in one round trip."""
+    def read_state_and(self, member_id: str, key: str) -> tuple[MemberState | None, str | None, bool]:
+        """A member's state, one more string value (e.g. a remembered answer) and whether the member was erased,
+        in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for part in PARTS:
             pipe.hgetall(member_key(member_id, part))
         pipe.get(key)
-        *parts, value = pipe.execute()
+        pipe.exists(erased_marker_key(member_id))
+        *parts, value, erased = pipe.execute()
         stored = dict(zip(PARTS, parts))
-        return (MemberState.from_stored(member_id, stored) if stored[PROFILE] else None), value
+        return (MemberState.from_stored(member_id, stored) if stored[PROFILE] else None), value, bool(erased)
+
+    def erased(self, member_ids: Sequence[str]) -> set[str]:
+        """Which of these members were erased at their request (``engine.data_rights``), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for member_id in member_ids:
+            pipe.exists(erased_marker_key(member_id))
+        return {member_id for member_id, erased in zip(member_ids, pipe.execute()) if erased}
+
+    def forget(self, member_id: str) -> None:
+        """Drop what this process remembers of a member (its writer cache entry), e.g. when they are erased."""
+        self._writer_cache.pop(member_id, None)
 
     def member_features(self, member_id: str, as_of: datetime | None = None) -> dict[str, object] | None:
         """One member's feature vector now (or at ``as_of``); None if the member is unknown."""
@@ -204,9 +227,12 @@ class FeatureStore:
         pipe.execute()
 
     def write_profile_values(self, values: dict[str, dict[str, object]]) -> None:
-        """Set derived profile fields (e.g. batch churn scores) for many members, pipelined."""
+        """Set derived profile fields (e.g. batch churn scores) for many members, pipelined (never for an erased one)."""
+        erased = self.erased(list(values))
         pipe = self.redis.pipeline(transaction=False)
         for member_id, mapping in values.items():
+            if member_id in erased:
+                continue
             pipe.hset(member_key(member_id, PROFILE), mapping={k: str(v) for k, v in mapping.items()})
         pipe.execute()
 
@@ -223,8 +249,11 @@ class FeatureStore:
         """
         import json  # local: only batch scoring writes recommendations
 
+        erased = self.erased(list(recommendations))
         pipe = self.redis.pipeline(transaction=False)
         for member_id, items in recommendations.items():
+            if member_id in erased:
+                continue
             payload = json.dumps({
                 "model_version": model_version,
                 "items": [
@@ -316,14 +345,18 @@ class FeatureStore:
         cache = self._writer_cache
         states = {member_id: cache.pop(member_id) for member_id in members if member_id in cache}
         uncached = [member_id for member_id in members if member_id not in states]
+        erased: set[str] = set()
         if uncached:
             read = self.redis.pipeline(transaction=False)
             for member_id in uncached:
                 for part in WRITER_PARTS:
                     read.hgetall(member_key(member_id, part))
+                read.exists(erased_marker_key(member_id))
             replies = iter(read.execute())
             for member_id in uncached:
                 stored = {part: next(replies) for part in WRITER_PARTS}
+                if next(replies):
+                    erased.add(member_id)
                 states[member_id] = (
                     MemberState.from_stored(member_id, stored) if stored[PROFILE] else MemberState(member_id)
                 )
@@ -331,6 +364,9 @@ class FeatureStore:
         write = self.redis.pipeline(transaction=False)
         plans = []
         for member_id in members:
+            if member_id in erased:
+                self._refuse_erased(member_id, by_member, result)
+                continue
             state = states[member_id]
             version = str(state.profile.get("v", 0))
             outcome = IngestResult()
@@ -356,6 +392,9 @@ class FeatureStore:
                 if status[0] == -1:
                     retry.append(member_id)
                     continue
+                if status[0] == -3:  # erased since this process cached the member
+                    self._refuse_erased(member_id, by_member, result)
+                    continue
                 if status[0] == -2:
                     # Already applied (a replay, or a concurrent writer got there first): count
                     # them once as duplicates and fold the rest again without them.
@@ -371,6 +410,11 @@ class FeatureStore:
             result.merge(outcome)
         return retry
 
+    def _refuse_erased(self, member_id: str, by_member: dict, result: IngestResult) -> None:
+        self._writer_cache.pop(member_id, None)
+        reason = ERASED_REASON.format(member_id=member_id)
+        result.rejected.extend(Rejection(index, event.event_id, reason) for index, event in by_member[member_id])
+
     def _remember(self, state: MemberState) -> None:
         """Keep the committed writer state of a member (the least recently used go first)."""
         if not state.registered or self.writer_cache_members <= 0:
@@ -383,7 +427,7 @@ class FeatureStore:
     def _commit_arguments(
         self, member_id: str, version: str, state: MemberState, changes: Changes, events: list[Event]
     ) -> tuple[list[str], list[object]]:
-        keys = [member_key(member_id, part) for part in PARTS]
+        keys = [member_key(member_id, part) for part in PARTS] + [erased_marker_key(member_id)]
         keys += [event_key(member_id, event.event_id) for event in events]
         newest = max(self.programme.day_of(event.ts) for event in events)
         args: list[object] = [version, self._dedup_seconds, newest, DAILY_BUCKET_DAYS, len(events)]

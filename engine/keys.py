@@ -64,6 +64,21 @@ def answer_key(member_id: str, request_id: str) -> str:
     return member_key(member_id, f"nbo:{request_id}")
 
 
+def erased_marker_key(member_id: str) -> str:
+    """Set (for good) when the member was erased at their request; the commit script refuses their events."""
+    return member_key(member_id, "x")
+
+
+def export_marker_key(member_id: str, request_id: str) -> str:
+    """Set once a data export under ``request_id`` was audited, so a retried export is audited once."""
+    return member_key(member_id, f"xp:{request_id}")
+
+
+def member_redeem_failures_key(member_id: str) -> str:
+    """Redemptions of unknown codes presented for the member in the current lockout window."""
+    return member_key(member_id, "rf")
+
+
 MEMBER_PROFILES = member_key("*", PROFILE)
 """SCAN pattern of one key per stored member."""
 
@@ -123,12 +138,37 @@ EVENTS_STREAM = "nbo:events"  # events from gateways and other services; entries
 REJECTED_EVENTS_STREAM = "nbo:events:rejected"  # why a streamed event was refused (its id, never its body)
 INGEST_GROUP = "ingest"  # the events stream's consumers
 AUDIT_STREAM = "nbo:audit"  # the audit log's copy for readers (the file is the record)
-API_KEYS = "nbo:keys"  # API key digest -> role and scope (never the key itself)
+API_KEYS = "nbo:keys"  # API key digest -> role, scope, expiry, revocation (never the key itself)
+API_KEYS_USED = "nbo:keys:used"  # API key digest -> when it was last verified (at most once per cache refresh)
+API_KEYS_VERSION = "nbo:keys:version"  # bumped by every key change: each worker drops its verification cache
+ERASED_MEMBERS = "nbo:erased"  # ids of members erased at their request: imports, the stream and training skip them
 OUTBOX_STREAM = "nbo:{outbox}"  # the triggers' actions to deliver
 OUTBOX_DEFERRED = "nbo:{outbox}:deferred"  # entries waiting out quiet hours; one script moves them back: same slot
 OUTBOX_DEAD_LETTERS = "nbo:{outbox}:dead"  # entries that failed max_delivery_attempts times
 DELIVERY_GROUP = "deliver"  # the outbox's consumers
 DAILY_WORKERS_GROUP = "workers"  # a daily run's workers
+
+# --- sessions, rate limits and lockouts: each in a slot of its own ------------------------------
+
+
+def session_key(session_digest: str) -> str:
+    """A console session, by the SHA-256 of its id (the cookie's value is never stored)."""
+    return f"ses:{{{session_digest}}}"
+
+
+def key_sessions_key(key_id: str) -> str:
+    """The console sessions an API key signed in, so revoking the key ends them."""
+    return f"kses:{{{key_id}}}"
+
+
+def rate_bucket_key(key_id: str, route_class: str) -> str:
+    """An API key's token bucket for one class of routes (tokens and when they were counted)."""
+    return f"rt:{{{key_id}}}:{route_class}"
+
+
+def key_redeem_failures_key(key_id: str) -> str:
+    """Redemptions of unknown codes by an API key in the current lockout window."""
+    return f"rf:{{{key_id}}}"
 
 # --- how long Redis keeps things ----------------------------------------------------------------
 
@@ -143,6 +183,8 @@ EVENTS_STREAM_MAXLEN = 1_000_000  # events waiting for a consumer (approximate t
 AUDIT_STREAM_MAXLEN = 1_000_000
 REJECTED_MAXLEN = 100_000  # rejected streamed events and dead letters: recent ones are what an operator reads
 DEAD_LETTERS_MAXLEN = 100_000
+RATE_BUCKET_TTL_SECONDS = 3_600  # an idle bucket is full again long before this; then it may go
+EXPORT_MARKER_TTL_SECONDS = DAY_SECONDS  # a retried export within a day is the same export
 
 # --- what each key is ----------------------------------------------------------------------------
 
@@ -155,7 +197,8 @@ class KeyKind:
     pattern: re.Pattern[str]
     expires: bool
     slot: str
-    """``member``, ``coupon``, ``rule``, ``daily run``, ``outbox`` or ``own`` (an untagged single key)."""
+    """``member``, ``coupon``, ``rule``, ``daily run``, ``outbox``, ``session``, ``api key`` or ``own`` (an untagged
+    single key)."""
 
 
 def _kind(name: str, pattern: str, expires: bool, slot: str) -> KeyKind:
@@ -177,6 +220,9 @@ KINDS: tuple[KeyKind, ...] = (
     _kind("trigger emission marker", _MEMBER + r"ob:[^|]+\|.+$", True, "member"),
     _kind("trigger delivery marker", _MEMBER + r"dl:.+#\d+$", True, "member"),
     _kind("member recommendations", _MEMBER + r"r$", False, "member"),
+    _kind("member erased", _MEMBER + r"x$", False, "member"),
+    _kind("member export", _MEMBER + r"xp:.+$", True, "member"),
+    _kind("member redemption failures", _MEMBER + r"rf$", True, "member"),
     _kind("member profile", _MEMBER + re.escape(PROFILE) + "$", False, "member"),
     _kind("member state", _MEMBER + _STATE_PARTS + "$", False, "member"),
     _kind("coupon", r"^cp:\{[^}]+\}$", True, "coupon"),
@@ -188,7 +234,12 @@ KINDS: tuple[KeyKind, ...] = (
     _kind("events stream", _exactly(EVENTS_STREAM), False, "own"),
     _kind("rejected events", _exactly(REJECTED_EVENTS_STREAM), False, "own"),
     _kind("audit stream", _exactly(AUDIT_STREAM), False, "own"),
-    _kind("api keys", _exactly(API_KEYS), False, "own"),
+    _kind("api keys", _exactly(API_KEYS, API_KEYS_USED, API_KEYS_VERSION), False, "own"),
+    _kind("erased members", _exactly(ERASED_MEMBERS), False, "own"),
+    _kind("console session", r"^ses:\{[0-9a-f]{64}\}$", True, "session"),
+    _kind("key sessions", r"^kses:\{[^}]+\}$", True, "session"),
+    _kind("rate bucket", r"^rt:\{[^}]+\}:[a-z]+$", True, "api key"),
+    _kind("key redemption failures", r"^rf:\{[^}]+\}$", True, "api key"),
 )
 """Every kind of key, most specific first: the first whose pattern matches a key names it."""
 

@@ -27,6 +27,7 @@ import redis
 from engine.calendar import day_number, day_to_date
 from engine.keys import EXPOSURE_TTL_SECONDS, exposures_key, member_key, rule_counters_key
 from engine.member_state import DAYS
+from engine.scope import EVERYTHING, Scope
 
 TREATMENT, HOLDOUT = "t", "h"
 COUNTERS = ("fired", "held", "issued", "redeemed", "cost")
@@ -50,9 +51,19 @@ def record_exposures(pipe: redis.client.Pipeline, rule_id: str, day: int, treatm
         pipe.expire(key, EXPOSURE_TTL_SECONDS)
 
 
-def count(pipe: redis.client.Pipeline | redis.Redis, rule_id: str, counter: str, day: int, amount: int = 1) -> None:
-    """Add to one of a rule's daily counters (``issued``, ``redeemed``, ``cost`` in fen, ...)."""
-    pipe.hincrby(rule_counters_key(rule_id), f"{counter}|{day}", amount)
+def count(pipe: redis.client.Pipeline | redis.Redis, rule_id: str, counter: str, day: int, amount: int = 1,
+          where: Iterable[str] = ()) -> None:
+    """Add to one of a rule's daily counters (``issued``, ``redeemed``, ``cost`` in fen, ...), and to its share of
+    each scope in ``where`` (``member_scopes``: the member's region and home store), for scoped reports."""
+    key = rule_counters_key(rule_id)
+    pipe.hincrby(key, f"{counter}|{day}", amount)
+    for label in where:
+        pipe.hincrby(key, f"{counter}|{day}|{label}", amount)
+
+
+def member_scopes(region: str | None, store: str | None) -> tuple[str, ...]:
+    """The scopes a member's figures count in (``engine.scope.Scope`` labels): their region and home store."""
+    return tuple(f"{kind}:{value}" for kind, value in (("region", region), ("store", store)) if value)
 
 
 @dataclass(frozen=True)
@@ -112,12 +123,14 @@ class Measurement:
         self.chunk = chunk
 
     def report(self, rules: Sequence[tuple[str, str, str]], since: date, until: date,
-               period: str = "month") -> list[RuleReport]:
-        """Each rule ``(id, name, trigger)`` measured over exposures from ``since`` to ``until`` (local days)."""
+               period: str = "month", scope: Scope = EVERYTHING) -> list[RuleReport]:
+        """Each rule ``(id, name, trigger)`` measured over exposures from ``since`` to ``until`` (local days), counting
+        only the members in ``scope`` (their region or home store) when it is not everything."""
         first, last = day_number(since), day_number(until)
-        return [self._rule(rule_id, name, trigger, first, last, period) for rule_id, name, trigger in rules]
+        return [self._rule(rule_id, name, trigger, first, last, period, scope) for rule_id, name, trigger in rules]
 
-    def _rule(self, rule_id: str, name: str, trigger: str, first: int, last: int, period: str) -> RuleReport:
+    def _rule(self, rule_id: str, name: str, trigger: str, first: int, last: int, period: str,
+              scope: Scope = EVERYTHING) -> RuleReport:
         days = list(range(first, last + 1))
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
@@ -126,6 +139,11 @@ class Measurement:
         *exposed_by_day, counters = pipe.execute()
         exposures = [(day, member, group) for day, exposed in zip(days, exposed_by_day)
                      for member, group in exposed.items()]
+        if not scope.everything:
+            counters = _scoped_counters(counters, scope)
+            inside = scope.members_in(self.redis, [member for _, member, _ in exposures])
+            exposures = [exposure for exposure in exposures if exposure[1] in inside]
+            counters.update(_exposure_counts(exposures))
         spend = self._spend_after(exposures, last)
         daily = tuple(
             {"day": day_to_date(day).isoformat(),
@@ -179,6 +197,21 @@ class Measurement:
             spend_per_member_treatment=None if t.mean is None else round(t.mean, 2),
             spend_per_member_holdout=None if h.mean is None else round(h.mean, 2),
             lift_per_member=lift, lift_ci95=ci, incremental_revenue=incremental, roi=roi)
+
+
+def _scoped_counters(counters: dict, scope: Scope) -> dict:
+    """A rule's counters as seen from ``scope``: each counter's share of the scope (``count(..., where=...)``)."""
+    suffix = f"|{scope}"
+    return {field.removesuffix(suffix): value for field, value in counters.items() if field.endswith(suffix)}
+
+
+def _exposure_counts(exposures: list[tuple[int, str, str]]) -> dict[str, int]:
+    """fired / held per day from exposures (one per member and day): in scope, what the counters would say."""
+    counts: dict[str, int] = {}
+    for day, _, group in exposures:
+        name = f"{'fired' if group == TREATMENT else 'held'}|{day}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def _group(values: list[float]) -> GroupSpend:

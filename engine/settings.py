@@ -119,6 +119,40 @@ class TriggerSettings(BaseModel):
         return windows
 
 
+class RateBudget(BaseModel):
+    """A token bucket: ``per_second`` tokens added each second up to ``burst`` (per_second 0: unlimited)."""
+
+    per_second: float = Field(ge=0)
+    burst: int = Field(ge=1)
+
+
+class RateLimitSettings(BaseModel):
+    """Requests per API key and class of routes (``serving.rate_limits``), and the redemption lockout.
+
+    The defaults are far above what a till or an app's backend does (a till checks out a basket every
+    ~30 s; a store's key for 20 tills, well under 1/s) and stop a broken client's flood."""
+
+    enabled: bool = True
+    checkout: RateBudget = Field(default_factory=lambda: RateBudget(per_second=500, burst=1000),
+                                 description="next-best-offer and coupon redemptions")
+    events: RateBudget = Field(default_factory=lambda: RateBudget(per_second=200, burst=400),
+                               description="event batches (of up to 5,000 events each)")
+    reads: RateBudget = Field(default_factory=lambda: RateBudget(per_second=100, burst=200),
+                              description="member features, rules, models, reports, audit")
+    admin: RateBudget = Field(default_factory=lambda: RateBudget(per_second=10, burst=30),
+                              description="rule reloads, keys, erasures and exports")
+    redeem_failures_per_key: int = Field(50, ge=1, description="unknown codes a key may try per window")
+    redeem_failures_per_member: int = Field(10, ge=1, description="unknown codes presented for a member per window")
+    lockout_window_seconds: int = Field(900, ge=1, description="failures count over this; a lockout lasts to its end")
+
+
+class ConsoleSettings(BaseModel):
+    """Console sign-in sessions (server-side, in Redis; the cookie holds only a random id)."""
+
+    session_idle_minutes: float = Field(30, gt=0, description="a session unused this long ends")
+    session_hours: float = Field(12, gt=0, description="a session ends this long after sign-in, used or not")
+
+
 class Settings(BaseSettings):
     """Everything the service, the CLI and the tests configure."""
 
@@ -149,6 +183,8 @@ class Settings(BaseSettings):
     stream_claim_idle_seconds: float = Field(
         30, gt=0, description="events left pending this long by a consumer (it died) are claimed by another")
     model_reload_seconds: float = Field(60, gt=0, description="how often serving asks the registry for new champions")
+    redis_ca_file: Path | None = Field(
+        None, description="CA certificate(s) that sign the server's TLS certificate, for a rediss:// REDIS_URL")
     redis_circuit_failures: int = Field(
         3, ge=0, description="consecutive Redis connection errors or timeouts that open the circuit (0: no circuit)")
     redis_circuit_cooldown_seconds: float = Field(
@@ -160,6 +196,8 @@ class Settings(BaseSettings):
     segments: SegmentRules = Field(default_factory=SegmentRules)
     arbitration: ArbitrationRules = Field(default_factory=ArbitrationRules)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("now")
     @classmethod

@@ -14,7 +14,7 @@ from engine.clock import Clock
 from engine.settings import Settings, get_settings
 from serving.console import install_console
 from serving.errors import install_error_handlers
-from serving.routes import coupons, events, health, members, offers, reports
+from serving.routes import audit, coupons, data_rights, events, health, keys, members, offers, reports
 from serving.routes import models as model_routes
 from serving.routes import rules as rule_routes
 from serving.services import Services
@@ -86,8 +86,8 @@ def create_app(
         description="Checkout next-best-offer, member features and events for loyalty programmes.",
         lifespan=lifespan,
     )
-    for router in (offers.router, events.router, members.router, coupons.router, model_routes.router, health.router,
-                   reports.router):
+    for router in (offers.router, events.router, members.router, data_rights.router, coupons.router, model_routes.router,
+                   health.router, reports.router, audit.router, keys.router):
         app.include_router(router)
     app.include_router(rule_routes.router)
     install_console(app)

@@ -27,8 +27,13 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 """What the running app owns (``Services.build``)."""
 
 
+UNSCOPED_ONLY = frozenset({"keys:admin"})
+"""Permissions a scoped key never has, whatever its role: keys are managed for the whole programme."""
+
+
 def require(permission: str) -> Callable[..., ApiKey]:
-    """A dependency that admits only keys whose role has ``permission``."""
+    """A dependency that admits only keys whose role has ``permission``, within the key's rate budget for the
+    permission's class of routes (``serving.rate_limits``)."""
 
     def check(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -45,6 +50,9 @@ def require(permission: str) -> Callable[..., ApiKey]:
             raise HTTPException(401, detail="unknown API key", headers={"WWW-Authenticate": "Bearer"})
         if not key.allows(permission):
             raise HTTPException(403, detail=f"role {key.role!r} may not {permission}")
+        if permission in UNSCOPED_ONLY and key.scope is not None:
+            raise HTTPException(403, detail=f"a key scoped to {key.scope} may not {permission}: use an unscoped key")
+        services.rate_limits.take(key, permission)
         return key
 
     check.permission = permission  # type: ignore[attr-defined]  # which permission guards a route (tests list them)
@@ -59,3 +67,7 @@ RulesReadKey = Annotated[ApiKey, Depends(require("rules:read"))]
 RulesWriteKey = Annotated[ApiKey, Depends(require("rules:write"))]
 ModelsReadKey = Annotated[ApiKey, Depends(require("models:read"))]
 ReportsReadKey = Annotated[ApiKey, Depends(require("reports:read"))]
+AuditReadKey = Annotated[ApiKey, Depends(require("audit:read"))]
+KeysAdminKey = Annotated[ApiKey, Depends(require("keys:admin"))]
+MembersEraseKey = Annotated[ApiKey, Depends(require("members:erase"))]
+MembersExportKey = Annotated[ApiKey, Depends(require("members:export"))]

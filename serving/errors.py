@@ -16,8 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from engine.coupons import CouponError, CouponRefusal
+from engine.data_rights import UnknownMember
 from engine.redis_circuit import REDIS_DOWN
-from serving.auth import OutOfScope
+from serving.auth import OutOfScope, UnknownKey
+from serving.rate_limits import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OutOfScope)
     async def out_of_scope(request: Request, exc: OutOfScope) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        # Over budget or locked out: 429 with when to come back (RFC 9110 Retry-After, in seconds).
+        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=429,
+                            headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(UnknownMember)
+    async def unknown_member(request: Request, exc: UnknownMember) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)  # an erased member is answered as unknown
+
+    @app.exception_handler(UnknownKey)
+    async def unknown_key(request: Request, exc: UnknownKey) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
 
     async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": "the feature store (Redis) is unavailable; retry shortly"}, status_code=503)

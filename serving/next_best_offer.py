@@ -49,6 +49,8 @@ class _Member:
     degraded: list[str]
     ranked: list = field(default_factory=list)
     """The recommender's best items for this member and basket (best first), scored once per request."""
+    erased: bool = False
+    """Erased at their request (``engine.data_rights``): answered as a stranger, and nothing is recorded."""
 
 
 class NextBestOffer:
@@ -94,14 +96,18 @@ class NextBestOffer:
             return remembered
         churn = self._churn(member)
         recommendations = self._recommendations(request, member)
-        offers, holdout, notes = ([], [], ["no offers: the feature store is unavailable"]) if "redis" in member.degraded \
-            else self._offers(request, member, churn, now, key)
+        if "redis" in member.degraded:
+            offers, holdout, notes = [], [], ["no offers: the feature store is unavailable"]
+        elif member.erased:
+            offers, holdout, notes = [], [], ["no offers: not a member"]
+        else:
+            offers, holdout, notes = self._offers(request, member, churn, now, key)
         response = OfferResponse(
             request_id=request.request_id, member_id=request.member_id, offers=offers,
             recommendations=recommendations, churn=churn, model_versions=self.models.versions,
             degraded=bool(member.degraded), holdout=holdout, notes=notes,
         )
-        if "redis" not in member.degraded:
+        if "redis" not in member.degraded and not member.erased:
             self._remember(request, response, now)
         return response
 
@@ -124,13 +130,14 @@ class NextBestOffer:
     def _member(self, request: OfferRequest, now: datetime) -> tuple[_Member, OfferResponse | None]:
         """The member's state and features, and the answer already given to this request, in one round trip."""
         try:
-            state, raw = self.store.read_state_and(request.member_id, answer_key(request.member_id, request.request_id))
+            state, raw, erased = self.store.read_state_and(request.member_id,
+                                                           answer_key(request.member_id, request.request_id))
         except REDIS_DOWN:
             DEGRADED.labels("redis").inc()
             return _Member(None, member_features(None, now, self.programme), ["redis"]), None
         if raw:
             return _Member(state, {}, []), OfferResponse.model_validate_json(raw)
-        return _Member(state, member_features(state, now, self.programme), []), None
+        return _Member(state, member_features(state, now, self.programme), [], erased=erased), None
 
     def _churn(self, member: _Member) -> ChurnOut:
         version = self.models.versions.get("churn")

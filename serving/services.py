@@ -19,6 +19,7 @@ import redis
 from engine.audit import AuditLog
 from engine.clock import Clock, clock_from_settings
 from engine.coupons import CouponLedger
+from engine.data_rights import DataRights
 from engine.events import Event
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
@@ -27,6 +28,7 @@ from engine.programme import Programme
 from engine.redis_circuit import REDIS_DOWN
 from engine.redis_server import connect
 from engine.rules import RuleLimits, RuleRuntime, start_watching
+from engine.scope import Scope
 from engine.settings import Settings
 from engine.triggers import (
     DailyRun,
@@ -38,7 +40,9 @@ from engine.triggers import (
     server_worker_name,
 )
 from serving.auth import ApiKeys
+from serving.console.sessions import ConsoleSessions
 from serving.next_best_offer import NextBestOffer
+from serving.rate_limits import RateLimits
 from training.champions import ChampionModels, ModelUnavailable
 
 
@@ -52,6 +56,11 @@ def load_catalogue(path: Path) -> dict[str, str]:
     return dict(zip(frame["sku"].astype(str), frame["category"].astype(str), strict=True))
 
 log = logging.getLogger(__name__)
+
+
+def rule_reach(scope) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A rule's ``scope:`` as (regions, stores); empty means everywhere."""
+    return (tuple(scope.regions), tuple(scope.stores)) if scope is not None else ((), ())
 
 
 @dataclass
@@ -74,6 +83,12 @@ class Services:
     measurement: Measurement
     next_best_offer: NextBestOffer
     """The checkout decision (``POST /v1/next-best-offer`` and the console's "try it")."""
+    rate_limits: RateLimits
+    """Token buckets per key and route class, and the redemption lockout (``serving.rate_limits``)."""
+    data_rights: DataRights
+    """Members' erasure and export (``engine.data_rights``)."""
+    sessions: ConsoleSessions
+    """The console's sign-in sessions (``serving.console.session``)."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -102,14 +117,18 @@ class Services:
         emitter = Emitter(client, limits, programme)
         coupons = CouponLedger(client, audit, clock=clock, store=store)
         models = models if models is not None else ChampionModels.from_settings(settings).load()
+        keys = ApiKeys(client, clock=clock, audit=audit)
         return cls(
-            settings=settings, programme=programme, redis=client, store=store, keys=ApiKeys(client, clock=clock), clock=clock,
+            settings=settings, programme=programme, redis=client, store=store, keys=keys, clock=clock,
             audit=audit, coupons=coupons, models=models, rules=rules, limits=limits, catalogue=catalogue, emitter=emitter,
             event_triggers=EventTriggers(store, rules, emitter, catalogue),
             measurement=Measurement(client, settings.triggers.attribution_days, settings.arbitration.margin_rate),
             next_best_offer=NextBestOffer(client=client, store=store, programme=programme, models=models, rules=rules,
                                           limits=limits, coupons=coupons, catalogue=catalogue,
                                           arbitration=settings.arbitration, clock=clock),
+            rate_limits=RateLimits(client, settings.rate_limits),
+            data_rights=DataRights(client, store, audit, clock),
+            sessions=ConsoleSessions(client, keys, settings.console, clock),
         )
 
     def today(self) -> date:
@@ -136,11 +155,15 @@ class Services:
                               adapter=adapter, settings=self.settings.triggers, clock=self.clock, consumer=consumer,
                               audit=self.audit)
 
-    def rule_reports(self, since: date, until: date, period: str = "month") -> list[RuleReport]:
-        """Measurement of every live rule over exposures from ``since`` to ``until`` (``engine.measurement``)."""
+    def rule_reports(self, since: date, until: date, period: str = "month",
+                     scope: Scope | None = None) -> list[RuleReport]:
+        """Measurement of every live rule that applies in ``scope`` over exposures from ``since`` to ``until``, counting
+        the members in ``scope`` only (``engine.measurement``)."""
+        scope = scope or Scope()
         compiled = self.rules.compiled
-        rules = [(r.id, r.checked.rule.name, r.trigger) for r in compiled.rules] if compiled else []
-        return self.measurement.report(rules, since, until, period)
+        rules = [(r.id, r.checked.rule.name, r.trigger) for r in compiled.rules
+                 if scope.applies_to_rule(*rule_reach(r.checked.rule.scope))] if compiled else []
+        return self.measurement.report(rules, since, until, period, scope)
 
     def after_ingest(self, applied: Sequence[Event]) -> None:
         """Event triggers for applied events; a failure is logged, the events stay applied."""
@@ -164,6 +187,7 @@ class Services:
         if self.settings.triggers.scheduler:
             self._start("daily-scheduler", DailyScheduler(self.daily_run(server_worker_name()), self.clock).run)
         self._start("model-reload", self._reload_models)
+        self._start("key-changes", self.keys.watch)  # a revoked key stops working here within a second
         self._threads.append(start_watching(self.rules, self._stop))
 
     def _start(self, name: str, target: Callable[[threading.Event], None]) -> None:

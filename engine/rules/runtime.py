@@ -182,6 +182,9 @@ class RuleStatus:
     """Whether a version of this rule is in the ruleset serving now (an invalid edit keeps the last good one)."""
     errors: tuple[str, ...] = ()
     budget: tuple[BudgetUse, ...] = ()
+    regions: tuple[str, ...] = ()
+    """Where the rule applies (its ``scope:``; empty: everywhere), so a scoped reader sees only its own rules."""
+    stores: tuple[str, ...] = ()
 
 
 # --- the live ruleset ----------------------------------------------------------------------------
@@ -474,7 +477,8 @@ class RuleRuntime:
                 id=rule.id, name=rule.name, file=checked.file, line=checked.line, status=status,
                 trigger=rule.trigger, priority=rule.priority, exclusive=rule.exclusive, holdout=rule.holdout,
                 active_from=window.from_ if window else None, active_to=window.to if window else None,
-                serving=rule.id in serving, budget=budget))
+                serving=rule.id in serving, budget=budget,
+                regions=tuple(rule.scope.regions) if rule.scope else (), stores=tuple(rule.scope.stores) if rule.scope else ()))
         for bad in loaded.invalid:
             result.append(RuleStatus(
                 id=bad.id, name=bad.id or "(unreadable)", file=bad.file, line=bad.line, status="invalid",

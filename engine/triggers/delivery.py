@@ -45,6 +45,7 @@ from engine.keys import (
     OUTBOX_DEFERRED,
     OUTBOX_STREAM,
     delivery_marker_key,
+    erased_marker_key,
     member_key,
 )
 from engine.member_state import PROFILE
@@ -277,9 +278,14 @@ class OutboxConsumer(GroupConsumer):
         """Deliver one entry; returns the outcome and, when deferred, until when (ms)."""
         member_id, key, action = entry["member"], entry["key"], int(entry["action"])
         marker = delivery_marker_key(member_id, key, action)
-        if self.redis.exists(marker):
+        delivered, erased = self.redis.pipeline(transaction=False).exists(marker).exists(
+            erased_marker_key(member_id)).execute()
+        if delivered:
             self.stats.duplicates += 1
             return "duplicate", None
+        if erased:  # forgotten at their request after the entry was queued: nothing is sent, nothing recorded
+            self.stats.suppressed += 1
+            return "suppressed", None
         channel, kind = entry.get("channel"), entry["kind"]
         refusal = self._consent_refuses(member_id, channel) if kind != "points" else None
         if refusal is not None:

@@ -1,9 +1,18 @@
 """The marketer and data-scientist console at ``/console``: server-rendered pages over the same
 services, keys and roles as the JSON API.
 
-* ``install_console(app)``: adds the pages (rules, try it, models, health), static files and error pages.
+* ``install_console(app)``: adds the pages (rules, try it, models, health), static files, error pages
+  and the security headers every console response carries.
 """
 
-from serving.console.routes import install_console
+from __future__ import annotations
+
+
+def install_console(app) -> None:
+    """Add the console to ``app`` (imported here: the services import the console's sessions module)."""
+    from serving.console.routes import install_console as install
+
+    install(app)
+
 
 __all__ = ["install_console"]

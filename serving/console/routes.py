@@ -19,9 +19,11 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from engine.events import MEMBER_ID_PATTERN
+from engine.redis_circuit import REDIS_DOWN
 from serving.auth import OutOfScope
 from serving.console import pages
-from serving.console.api import REPORTS_PATH, get_json
+from serving.console.api import get_json
+from serving.console.headers import ConsoleSecurityHeaders
 from serving.console.messages import LANGUAGES, translator
 from serving.console.rule_files import (
     RuleFileRefused,
@@ -32,8 +34,8 @@ from serving.console.rule_files import (
 from serving.console.session import (
     CONSOLE_PATH,
     CONSOLE_ROLES,
-    KEY_COOKIE,
     LANGUAGE_COOKIE,
+    SESSION_COOKIE,
     ConsoleProblem,
     ConsoleUser,
     ModelsReader,
@@ -43,10 +45,12 @@ from serving.console.session import (
     RulesWriter,
     SignInRequired,
     check_form_token,
+    redis_problem,
     request_language,
-    verify_key,
 )
 from serving.dependencies import ServicesDep
+from serving.routes.reports import rules_report
+from serving.routes.rules import visible_rules
 from serving.schemas import OfferRequest
 from serving.services import Services
 
@@ -67,8 +71,9 @@ def render(request: Request, template: str, user: ConsoleUser | None, status_cod
 
 
 def install_console(app: FastAPI) -> None:
-    """Add the console's pages, its static files and its error pages to ``app``."""
+    """Add the console's pages, its static files, its error pages and its security headers to ``app``."""
     app.include_router(router)
+    app.add_middleware(ConsoleSecurityHeaders, prefix=CONSOLE_PATH)
     app.mount(f"{CONSOLE_PATH}/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
     @app.exception_handler(SignInRequired)
@@ -106,22 +111,39 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 @router.post("/login")
 def login(request: Request, services: ServicesDep, key: str = Form("", max_length=200),
           next: str = Form("", max_length=500)) -> Response:
+    """Exchange a key for a session: the cookie holds only the session's random id (``serving.console.sessions``)."""
     t = translator(request_language(request))
-    found = verify_key(services, key.strip()) if key.strip() else None
-    if found is None:
+    key = key.strip()
+    try:
+        found = services.keys.verify(key) if key else None
+        if found is None:
+            return render(request, "login.html", None, 401, next=_next(next), error=t("login.unknown"))
+        if found.role not in CONSOLE_ROLES:
+            return render(request, "login.html", None, 403, next=_next(next),
+                          error=t("login.console_roles", role=found.role))
+        started = services.sessions.sign_in(key)
+    except REDIS_DOWN:
+        raise redis_problem() from None
+    if started is None:  # revoked between the two looks
         return render(request, "login.html", None, 401, next=_next(next), error=t("login.unknown"))
-    if found.role not in CONSOLE_ROLES:
-        return render(request, "login.html", None, 403, next=_next(next), error=t("login.console_roles", role=found.role))
+    session_id, _ = started
     response = RedirectResponse(_next(next), status_code=303)
-    response.set_cookie(KEY_COOKIE, key.strip(), httponly=True, samesite="strict", path=CONSOLE_PATH,
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", path=CONSOLE_PATH,
                         secure=request.url.scheme == "https")
     return response
 
 
 @router.post("/logout")
-def logout() -> RedirectResponse:
+def logout(request: Request, services: ServicesDep) -> RedirectResponse:
+    """End the session in Redis (not only the cookie: a copied cookie stops working too)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        try:
+            services.sessions.sign_out(session_id)
+        except REDIS_DOWN:
+            raise redis_problem() from None
     response = RedirectResponse(f"{CONSOLE_PATH}/login", status_code=303)
-    response.delete_cookie(KEY_COOKIE, path=CONSOLE_PATH)
+    response.delete_cookie(SESSION_COOKIE, path=CONSOLE_PATH)
     return response
 
 
@@ -156,13 +178,15 @@ class _Reports:
     note: str | None = None
 
 
-async def _rule_reports(request: Request, user: ConsoleUser, since: date) -> _Reports:
-    answer = await get_json(request.app, REPORTS_PATH, user.raw_key, {"since": since.isoformat()})
-    if answer.status == 403:
+async def _rule_reports(user: ConsoleUser, services: Services, since: date) -> _Reports:
+    """``GET /v1/reports/rules``'s answer for the user's key (the same function, permission and scope)."""
+    if not user.may("reports:read"):
         return _Reports(note="rules.reports_forbidden")
-    if answer.status != 200 or not isinstance(answer.body, dict):
+    try:
+        report = await run_in_threadpool(rules_report, services, user.key, since)
+    except (REDIS_DOWN, ValueError):
         return _Reports(note="rules.reports_unavailable")
-    body = answer.body
+    body = report.model_dump(mode="json")
     window = (date.fromisoformat(body["since"]), date.fromisoformat(body["until"]))
     return _Reports({r["rule_id"]: r for r in body.get("rules", []) if r.get("rule_id")}, window)
 
@@ -170,10 +194,10 @@ async def _rule_reports(request: Request, user: ConsoleUser, since: date) -> _Re
 async def _rules_page(request: Request, user: ConsoleUser, services: Services, since_text: str | None = None,
                       status_code: int = 200, **context) -> HTMLResponse:
     since = _since(since_text, services)
-    reports = await _rule_reports(request, user, since)
+    reports = await _rule_reports(user, services, since)
 
     def build() -> list[pages.RuleRow]:
-        statuses = services.rules.statuses(services.clock(), services.limits)
+        statuses = visible_rules(services.rules.statuses(services.clock(), services.limits), user.key.reach)
         return pages.rule_rows(statuses, reports.rules, services.audit.recent(500, "rules."), services.rules.rules_dir,
                                services.programme.tz, reports.window)
 
@@ -237,13 +261,15 @@ async def save_rules(request: Request, user: RulesWriter, services: ServicesDep,
 # --- try it ---------------------------------------------------------------------------------------
 
 
-def _sample_members(services: Services, count: int = 20) -> list[str]:
-    return sorted(islice(services.store.member_ids(batch=200), count))
+def _sample_members(services: Services, user: ConsoleUser, count: int = 20) -> list[str]:
+    """Some members to try, of the user's scope only."""
+    candidates = list(islice(services.store.member_ids(batch=200), count if user.key.reach.everything else 2000))
+    return sorted(user.key.reach.members_in(services.redis, candidates))[:count]
 
 
 @router.get("/try")
 def try_page(request: Request, user: OfferTester, services: ServicesDep, member: str | None = None) -> HTMLResponse:
-    return render(request, "try.html", user, members=_sample_members(services),
+    return render(request, "try.html", user, members=_sample_members(services, user),
                   form={"member": member or "", "store": "", "channel": "pos", "basket": ""})
 
 
@@ -254,7 +280,7 @@ def try_it(request: Request, user: OfferTester, services: ServicesDep, member: s
     check_form_token(user, csrf)
     member = member.strip()
     form = {"member": member, "store": store.strip(), "channel": channel, "basket": basket}
-    members = _sample_members(services)
+    members = _sample_members(services, user)
 
     def refuse(status: int, message: str) -> HTMLResponse:
         return render(request, "try.html", user, status, members=members, form=form, error=message)
@@ -266,6 +292,8 @@ def try_it(request: Request, user: OfferTester, services: ServicesDep, member: s
     features = services.store.member_features(member) if re.match(MEMBER_ID_PATTERN, member) else None
     if features is None:
         return refuse(404, user.t("try.unknown_member", member=member))
+    if not user.key.covers(features.get("region"), features.get("home_store")):
+        return refuse(403, f"member {member!r} is outside this key's scope {user.key.scope}")
     try:
         offer_request = OfferRequest(request_id=f"console-{uuid.uuid4().hex[:16]}", member_id=member,
                                      store_id=store.strip() or str(features.get("home_store") or "console"),

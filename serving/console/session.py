@@ -1,14 +1,13 @@
-"""Who is using the console: the API key given once at sign-in, kept in an HttpOnly cookie.
+"""Who is using the console: a server-side session (``serving.console.sessions``) named by an HttpOnly cookie.
 
-The same keys and roles as the JSON API (``serving.auth``): every page checks the key and the
-permission it needs, exactly as ``serving.dependencies.require`` does for the API. Forms carry a
-token derived from the key, so another site cannot post a form in the user's name (the cookie
-is ``SameSite=Strict`` as well).
+The same keys and roles as the JSON API (``serving.auth``): every page resolves the session, checks
+that its key still works and has the permission the page needs, exactly as
+``serving.dependencies.require`` does for the API. Forms carry the session's random token, so
+another site cannot post a form in the user's name (the cookie is ``SameSite=Strict`` as well).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
@@ -18,10 +17,11 @@ from fastapi import Depends, Request
 from engine.redis_circuit import REDIS_DOWN
 from serving.auth import PERMISSIONS, ApiKey
 from serving.console.messages import pick_language, translator
+from serving.console.sessions import SignedIn
 from serving.dependencies import ServicesDep
 from serving.services import Services
 
-KEY_COOKIE = "nbo_console_key"
+SESSION_COOKIE = "nbo_console_session"
 LANGUAGE_COOKIE = "nbo_lang"
 CONSOLE_PATH = "/console"
 CONSOLE_ROLES = frozenset({"marketer", "data-scientist", "admin"})
@@ -37,21 +37,21 @@ class ConsoleProblem(Exception):
 
 
 class SignInRequired(Exception):
-    """No key, or a key that is no longer known: go to the sign-in page."""
+    """No session, or one that ended (idle, too old, signed out, its key revoked): go to the sign-in page."""
 
 
 @dataclass(frozen=True)
 class ConsoleUser:
-    """The signed-in key, its raw value (for calls to the JSON API) and the page language."""
+    """The signed-in key, its session and the page language."""
 
     key: ApiKey
-    raw_key: str
+    signed_in: SignedIn
     language: str
 
     @property
     def form_token(self) -> str:
-        """What each form of this user carries (checked on every POST)."""
-        return form_token(self.raw_key)
+        """What each form of this user carries (checked on every POST): the session's random token."""
+        return self.signed_in.session.form_token
 
     def may(self, permission: str) -> bool:
         return permission in PERMISSIONS and self.key.allows(permission)
@@ -60,34 +60,35 @@ class ConsoleUser:
         return translator(self.language)(key, **values)
 
 
-def form_token(raw_key: str) -> str:
-    return hmac.new(raw_key.encode(), b"nbo-console-form", hashlib.sha256).hexdigest()[:32]
-
-
 def request_language(request: Request) -> str:
     return pick_language(request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language"))
 
 
-def verify_key(services: Services, raw_key: str) -> ApiKey | None:
-    """The key's identity, or None; a Redis outage is a 503 for the person, not a crash."""
+def redis_problem() -> ConsoleProblem:
+    """A Redis outage is a 503 for the person, not a crash."""
+    return ConsoleProblem(503, translator("en")("error.redis"))
+
+
+def current_session(services: Services, session_id: str | None) -> SignedIn | None:
+    """The live session of the cookie's id, or None."""
+    if not session_id:
+        return None
     try:
-        return services.keys.verify(raw_key)
+        return services.sessions.resolve(session_id)
     except REDIS_DOWN:
-        raise ConsoleProblem(503, translator("en")("error.redis")) from None
+        raise redis_problem() from None
 
 
 def console_user(permission: str):
     """A dependency: the signed-in user if their role has ``permission``; else sign in, or a 403 page."""
 
     def check(request: Request, services: ServicesDep) -> ConsoleUser:
-        language = request_language(request)
-        raw_key = request.cookies.get(KEY_COOKIE)
-        key = verify_key(services, raw_key) if raw_key else None
-        if key is None or key.role not in CONSOLE_ROLES:
+        signed_in = current_session(services, request.cookies.get(SESSION_COOKIE))
+        if signed_in is None or signed_in.key.role not in CONSOLE_ROLES:
             raise SignInRequired()
-        user = ConsoleUser(key=key, raw_key=raw_key, language=language)
+        user = ConsoleUser(key=signed_in.key, signed_in=signed_in, language=request_language(request))
         if not user.may(permission):
-            raise ConsoleProblem(403, user.t("error.forbidden", role=key.role, permission=permission))
+            raise ConsoleProblem(403, user.t("error.forbidden", role=user.key.role, permission=permission))
         return user
 
     return check

@@ -42,6 +42,7 @@ class Redemption(BaseModel):
 @router.post("/v1/coupons/{code}/redeem", response_model=Redemption,
              responses={403: {"description": "another member's coupon, or outside this key's scope"},
                         404: {"description": "unknown code"},
+                        429: {"description": "over the key's budget, or locked out after too many unknown codes"},
                         409: {"description": "already redeemed (says when and where) or expired"}})
 def redeem_coupon(
     code: Annotated[str, Path(pattern=CODE_PATTERN, description="the coupon code")],
@@ -51,13 +52,14 @@ def redeem_coupon(
 ) -> Redemption:
     """Redeem once; a second redemption is a 409 saying when and where the first happened (``serving.errors``)."""
     body = body or RedeemRequest()
-    coupon = services.coupons.coupon(code)
-    if key.scope is not None:
-        features = services.store.member_features(coupon.member_id) or {}
-        if not key.covers(features.get("region"), features.get("home_store")):
-            raise OutOfScope(f"this coupon's member is outside this key's scope {key.scope}")
-    redeemed = services.coupons.redeem(code, body.member_id, body.store_id, actor=f"key:{key.key_id}",
-                                       basket_total=body.basket_total)
+    with services.rate_limits.redemption(key, body.member_id):  # unknown codes count towards a lockout
+        coupon = services.coupons.coupon(code)
+        if key.scope is not None:
+            features = services.store.member_features(coupon.member_id) or {}
+            if not key.covers(features.get("region"), features.get("home_store")):
+                raise OutOfScope(f"this coupon's member is outside this key's scope {key.scope}")
+        redeemed = services.coupons.redeem(code, body.member_id, body.store_id, actor=f"key:{key.key_id}",
+                                           basket_total=body.basket_total)
     return Redemption(code=code, member_id=redeemed.member_id, template=redeemed.terms.template,
                       kind=redeemed.terms.kind, value=redeemed.terms.value, rule_id=redeemed.rule_id,
                       redeemed_at=redeemed.redeemed_at, store_id=redeemed.redeemed_store)

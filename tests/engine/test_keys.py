@@ -8,7 +8,10 @@ from redis.crc import key_slot
 
 from engine.keys import (
     API_KEYS,
+    API_KEYS_USED,
+    API_KEYS_VERSION,
     AUDIT_STREAM,
+    ERASED_MEMBERS,
     EVENTS_STREAM,
     KINDS,
     MEMBER_PROFILES,
@@ -24,17 +27,24 @@ from engine.keys import (
     daily_run_work_key,
     delivery_marker_key,
     emission_marker_key,
+    erased_marker_key,
     event_key,
+    export_marker_key,
     exposures_key,
     hash_tag,
     issuance_key,
+    key_redeem_failures_key,
+    key_sessions_key,
     kind_of,
     member_key,
     member_of,
+    member_redeem_failures_key,
+    rate_bucket_key,
     recommendations_key,
     rule_budget_keys,
     rule_cap_key,
     rule_counters_key,
+    session_key,
 )
 from engine.member_state import PARTS, PROFILE
 
@@ -65,6 +75,12 @@ def test_the_key_formats_are_the_documented_ones() -> None:
         "nbo:events", "nbo:events:rejected", "nbo:audit", "nbo:keys")
     assert (OUTBOX_STREAM, OUTBOX_DEFERRED, OUTBOX_DEAD_LETTERS) == (
         "nbo:{outbox}", "nbo:{outbox}:deferred", "nbo:{outbox}:dead")
+    assert (API_KEYS_USED, API_KEYS_VERSION, ERASED_MEMBERS) == ("nbo:keys:used", "nbo:keys:version", "nbo:erased")
+    assert (erased_marker_key("M42"), export_marker_key("M42", "x-1"), member_redeem_failures_key("M42")) == (
+        "m:{M42}:x", "m:{M42}:xp:x-1", "m:{M42}:rf")
+    assert (session_key("ab" * 32), key_sessions_key("0123456789ab")) == ("ses:{" + "ab" * 32 + "}", "kses:{0123456789ab}")
+    assert (rate_bucket_key("0123456789ab", "checkout"), key_redeem_failures_key("0123456789ab")) == (
+        "rt:{0123456789ab}:checkout", "rf:{0123456789ab}")
 
 
 def test_each_builder_makes_keys_of_its_own_kind() -> None:
@@ -76,6 +92,9 @@ def test_each_builder_makes_keys_of_its_own_kind() -> None:
         ("trigger emission marker", emission_marker_key("M1", "rule", "e:evt-1")),
         ("trigger delivery marker", delivery_marker_key("M1", "rule|M1|d2026-03-10", 2)),
         ("member recommendations", recommendations_key("M1")),
+        ("member erased", erased_marker_key("M1")),
+        ("member export", export_marker_key("M1", "x:1")),
+        ("member redemption failures", member_redeem_failures_key("M1")),
         ("member profile", member_key("M1", PROFILE)),
         *(("member state", member_key("M1", part)) for part in PARTS if part != PROFILE),
         ("coupon", coupon_key("ABCDEFGHJKMNPQRS")),
@@ -88,7 +107,12 @@ def test_each_builder_makes_keys_of_its_own_kind() -> None:
         ("events stream", EVENTS_STREAM),
         ("rejected events", REJECTED_EVENTS_STREAM),
         ("audit stream", AUDIT_STREAM),
-        ("api keys", API_KEYS),
+        *(("api keys", key) for key in (API_KEYS, API_KEYS_USED, API_KEYS_VERSION)),
+        ("erased members", ERASED_MEMBERS),
+        ("console session", session_key("0f" * 32)),
+        ("key sessions", key_sessions_key("0123456789ab")),
+        ("rate bucket", rate_bucket_key("0123456789ab", "reads")),
+        ("key redemption failures", key_redeem_failures_key("0123456789ab")),
     ]
     assert [(kind_of(key).name, key) for _, key in built] == built
     assert {kind.name for kind in KINDS} == {name for name, _ in built}  # a builder for every kind
@@ -97,7 +121,8 @@ def test_each_builder_makes_keys_of_its_own_kind() -> None:
 
 def test_keys_one_script_touches_share_a_slot() -> None:
     member = [member_key("M7", part) for part in PARTS] + [event_key("M7", "e-1"), rule_cap_key("M7", "r"),
-                                                           answer_key("M7", "q"), issuance_key("M7", "i")]
+                                                           answer_key("M7", "q"), issuance_key("M7", "i"),
+                                                           erased_marker_key("M7")]  # the commit script reads it
     assert {key_slot(key.encode()) for key in member} == {key_slot(b"M7")}
     assert {hash_tag(key) for key in member} == {"M7"} and {member_of(key) for key in member} == {"M7"}
     assert len({key_slot(key.encode()) for key in rule_budget_keys("lapsed-30d")}) == 1

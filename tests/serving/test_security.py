@@ -22,7 +22,7 @@ from engine.ingestion import EventStreamConsumer, publish_events
 from engine.keys import issuance_key
 from engine.settings import Settings
 from serving.auth import ApiKey, ApiKeys
-from serving.console.session import KEY_COOKIE
+from serving.console.session import SESSION_COOKIE
 from serving.json_logs import JsonFormatter
 from tests.conftest import dump_redis
 from tests.serving.conftest import bearer
@@ -70,8 +70,10 @@ def test_a_pos_key_cannot_reload_rules_or_promote_models(service: TestClient, ke
     assert refused.status_code == 403 and "'pos' may not rules:write" in refused.json()["detail"]
     pos = ApiKey(key_id="k", role="pos")
     assert not pos.allows("rules:write") and not pos.allows("models:write")
-    # Promotion is a data scientist's (nbo models promote, or the console); the console turns a pos key away.
-    service.cookies.set(KEY_COOKIE, pos_key)
+    # Promotion is a data scientist's (nbo models promote, or the console); the console turns a pos key away,
+    # and a cookie holding a key instead of a session id is no session.
+    assert service.post("/console/login", data={"key": pos_key}).status_code == 403
+    service.cookies.set(SESSION_COOKIE, pos_key)
     promote = service.post("/console/models/promote", data={"name": "churn", "version": "1"},
                            follow_redirects=False)
     assert promote.status_code in (303, 403) and "promoted" not in promote.text
