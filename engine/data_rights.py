@@ -47,6 +47,7 @@ from engine.keys import (
     member_tag,
 )
 from engine.member_state import PROFILE
+from engine.settings import Settings
 
 EXPOSURES_PATTERN = "mx:*"
 BATCH = 500
@@ -82,6 +83,26 @@ def drop_erased(frame: pd.DataFrame, erased: Iterable[str]) -> tuple[pd.DataFram
     return frame[keep].reset_index(drop=True), int((~keep).sum())
 
 
+def erased_members(client: redis.Redis) -> set[str]:
+    """The erasure list: every member id erased at their request."""
+    return {m.decode() if isinstance(m, bytes) else m for m in client.smembers(ERASED_MEMBERS)}
+
+
+def erased_members_for(settings: Settings) -> set[str]:
+    """The erasure list of the configured store, for commands that read files (imports, training, backtests):
+    ``REDIS_URL`` or the running embedded Redis; none is started (no store: nobody was erased from it)."""
+    from engine.redis_server import connect, running_redis_url
+
+    url = running_redis_url(settings)
+    if url is None:
+        return set()
+    client = connect(settings, url)
+    try:
+        return erased_members(client)
+    finally:
+        client.close()
+
+
 def member_keys(client: redis.Redis, member_id: str) -> list[str]:
     """Every key in Redis of this member (``m:{id}:*``): on a cluster, the keys of the member's slot on its node;
     else a SCAN (erasures and exports are rare: a full SCAN of 1M keys takes about a second)."""
@@ -108,7 +129,7 @@ class DataRights:
 
     def erased_members(self) -> set[str]:
         """Every erased member id (imports and training drop their lines)."""
-        return set(self.redis.smembers(ERASED_MEMBERS))
+        return erased_members(self.redis)
 
     def tombstone(self, member_id: str) -> Tombstone | None:
         raw = self.redis.get(erased_marker_key(member_id))

@@ -72,8 +72,11 @@ class IngestResult:
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     applied: list[Event] = field(default_factory=list)
+    skipped: int = 0
+    """Lines a backfill left out because their member was erased at their request."""
 
     def merge(self, other: IngestResult) -> None:
+        self.skipped += other.skipped
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejected.extend(other.rejected)

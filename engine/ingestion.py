@@ -31,8 +31,15 @@ def backfill(
     batch_size: int = 2000,
     on_progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
-    """Load history into the store as register and purchase events (idempotent: ids are deterministic)."""
+    """Load history into the store as register and purchase events (idempotent: ids are deterministic); the lines
+    of members on the erasure list are left out (``IngestResult.skipped`` counts them)."""
+    from engine.data_rights import drop_erased, erased_members
+
     total = IngestResult()
+    erased = erased_members(store.redis)
+    transactions, total.skipped = drop_erased(transactions, erased)
+    if members is not None:
+        members, _ = drop_erased(members, erased)
     events = history_events(transactions, members)
     while chunk := list(islice(events, batch_size)):
         result = store.apply_events(chunk)

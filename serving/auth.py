@@ -268,7 +268,7 @@ class ApiKeys:
         record = KeyRecord(digest=digest, key_id=digest[:12], role=role, scope=scope, name=name, created=now,
                            expires=now + expires_in if expires_in else None)
         self._write([record])
-        self._audit("keys.created", actor, record.key_id, role=role, scope=scope, name=name,
+        self._audit("keys.created", actor, record.key_id, role=role, scope=scope, label=name,
                     expires=record.expires.isoformat() if record.expires else None)
         return NewSecret(record.key_id, secret, record.expires)
 

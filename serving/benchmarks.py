@@ -504,3 +504,99 @@ def run_cluster_benchmark(events: int, members: int, batch: int, reads: int, pro
             table.add_row(label, fmt.format(single[key]), fmt.format(cluster[key]), f"{cluster[key] / single[key]:.2f}")
     console.print(table)
     return results
+
+
+# --- rate limits: what they add to next-best-offer --------------------------------------------------
+
+
+def run_limits_benchmark(calls: int, requests: int, rounds: int, console: Console) -> dict:
+    """What the rate limiter costs a request, side by side in one run on a fresh Redis: ``RateLimits.take`` alone
+    (the local lease, and the Lua round trip it makes once per lease) against a PING round trip, and
+    next-best-offer through the app in process with the limiter on and off, alternating ``rounds`` times."""
+    import statistics
+
+    from fastapi.testclient import TestClient
+
+    from engine.redis_server import connect
+    from serving.app import create_app
+    from serving.auth import ApiKey
+    from serving.rate_limits import RateLimits, lease_size
+    from training.champions import ChampionModels
+
+    now = datetime(2026, 6, 1, 12)
+    with tempfile.TemporaryDirectory() as tmp:
+        service = BenchService.create(Path(tmp), now=now)
+        try:
+            settings = service.settings()
+            client = connect(settings)
+            limits = RateLimits(client, settings.rate_limits)
+            key = ApiKey(key_id="bench", role="pos")
+            lease = lease_size(settings.rate_limits.checkout)
+            # The default budget's lease, refilled faster than any run spends it: every call is admitted, so the
+            # cost measured is the admitting one (local, and one Lua round trip per lease).
+            limits.settings = settings.rate_limits.model_copy(update={"checkout": settings.rate_limits.checkout.model_copy(
+                update={"per_second": 1e9, "burst": lease * 20})})
+            assert lease_size(limits.settings.checkout) == lease
+            take, ping = [], []
+            for _ in range(calls):
+                t0 = time.perf_counter_ns()
+                limits.take(key, "score")
+                take.append(time.perf_counter_ns() - t0)
+            for _ in range(min(calls, 20_000)):
+                t0 = time.perf_counter_ns()
+                client.ping()
+                ping.append(time.perf_counter_ns() - t0)
+
+            registers, purchases = purchase_events(500, 3000, now)
+            app = create_app(settings, redis_client=client, clock=lambda: now, background=False,
+                             models=ChampionModels.from_models())
+            per_request: dict[bool, list[float]] = {True: [], False: []}
+            with TestClient(app) as http:
+                services = app.state.services
+                services.store.ingest(registers)
+                for start in range(0, len(purchases), 1000):
+                    services.store.ingest(purchases[start:start + 1000])
+                headers = {"Authorization": f"Bearer {services.keys.create('pos')}"}
+                rng = random.Random(3)
+                defaults = services.rate_limits.settings
+
+                def checkout(i: int) -> None:
+                    body = {"request_id": f"lim-{i}", "member_id": f"B{rng.randrange(500)}", "store_id": "S001",
+                            "channel": "pos", "basket": [{"sku": "SKU00001", "qty": 1, "price": 12.0}]}
+                    response = http.post("/v1/next-best-offer", json=body, headers=headers)
+                    assert response.status_code == 200, response.text
+
+                for i in range(200):  # warm up
+                    checkout(-i - 1)
+                n = 0
+                for round_ in range(rounds):
+                    for enabled in ((True, False) if round_ % 2 == 0 else (False, True)):
+                        services.rate_limits.settings = defaults.model_copy(update={"enabled": enabled})
+                        t0 = time.perf_counter()
+                        for _ in range(requests):
+                            checkout(n)
+                            n += 1
+                        per_request[enabled].append((time.perf_counter() - t0) / requests * 1e6)
+            client.close()
+        finally:
+            service.close()
+
+    take_us = [t / 1000 for t in take]
+    ping_p50 = statistics.median(ping) / 1000
+    on, off = statistics.median(per_request[True]), statistics.median(per_request[False])
+    table = Table(title=f"nbo bench limits ({calls:,} takes; next-best-offer {rounds} x {requests} requests per arm)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_row("RateLimits.take, mean (lease of %d, then one Lua round trip)" % lease,
+                  f"{statistics.fmean(take_us):.2f} us", f"{statistics.fmean(take_us) / ping_p50:.3f} of a PING")
+    table.add_row("RateLimits.take, p50 / p99", f"{statistics.median(take_us):.2f} / "
+                  f"{sorted(take_us)[int(len(take_us) * 0.99)]:.1f} us", "")
+    table.add_row("PING round trip p50 (what a per-request check would cost)", f"{ping_p50:.0f} us", "1")
+    table.add_row("next-best-offer in process, limiter on (median of rounds)", f"{on:.0f} us", f"{on / off:.3f}")
+    table.add_row("next-best-offer in process, limiter off", f"{off:.0f} us", "1")
+    table.add_row("difference on - off (noise: spread of rounds)", f"{on - off:+.0f} us",
+                  f"+/- {statistics.pstdev(per_request[False]):.0f} us")
+    console.print(table)
+    return {"take_mean_us": statistics.fmean(take_us), "take_p99_us": sorted(take_us)[int(len(take_us) * 0.99)],
+            "ping_p50_us": ping_p50, "nbo_on_us": on, "nbo_off_us": off, "lease": lease}

@@ -18,6 +18,7 @@ Data-quality decisions for the real logs, made here once:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +47,15 @@ class LoadedTransactions:
         return pd.Timestamp(self.frame["ts"].max())
 
 
-def load_transactions(path: str | Path, fmt: str = "canonical") -> LoadedTransactions:
-    """Read a transaction file (canonical CSV/Parquet, or the raw groceries / online-retail files)."""
+def load_transactions(path: str | Path, fmt: str = "canonical", exclude_members: Iterable[str] = ()) -> LoadedTransactions:
+    """Read a transaction file (canonical CSV/Parquet, or the raw groceries / online-retail files), without the
+    lines of ``exclude_members`` (the erasure list: members forgotten at their request are never trained on)."""
+    from engine.data_rights import drop_erased
+
     result = read_transactions(path, fmt=fmt)
-    return from_frame(result.frame, source=str(path), fmt=fmt, notes=result.notes)
+    frame, dropped = drop_erased(result.frame, exclude_members)
+    notes = list(result.notes) + ([f"{dropped:,} lines of erased members left out"] if dropped else [])
+    return from_frame(frame, source=str(path), fmt=fmt, notes=notes)
 
 
 def from_frame(frame: pd.DataFrame, source: str = "<frame>", fmt: str = "canonical", notes: list[str] | None = None) -> LoadedTransactions:

@@ -103,9 +103,9 @@ class ModelRegistry:
         """The configured store; audit entries go to the file, and to the stream when REDIS_URL is set."""
         client = None
         if settings.redis_url:  # never start an embedded Redis just to audit a training run
-            import redis
+            from engine.redis_server import connect
 
-            client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+            client = connect(settings)  # the service's way: a password or TLS in REDIS_URL, the CA file
         return cls(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir, AuditLog(client, settings.var_dir / "audit",
                                                                                 clock=clock_from_settings(settings)))
 

@@ -79,11 +79,12 @@ def train_recommender_command(
 def _training_run(kind: str, transactions: Path, fmt: str, settings: Settings, metrics_out: Path | None,
                   register: bool, train, log) -> TrainingRun:
     """The steps every training command shares: load, train, log and register, write the metrics."""
+    from engine.data_rights import erased_members_for
     from training.data import load_transactions
 
     times = StepTimes()
     with times.step("load"):
-        data = load_transactions(transactions, fmt)
+        data = load_transactions(transactions, fmt, exclude_members=erased_members_for(settings))
     result = train(data.frame)
     times.seconds.update(result.times.seconds)
     registered = None

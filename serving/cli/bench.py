@@ -127,3 +127,15 @@ def bench_triggers(
 
     console = Console()
     run_triggers_benchmark(members, base, days, workers, events, Path("rules"), say=console.print)
+
+
+@app.command("limits")
+def bench_limits(
+    calls: int = typer.Option(200_000, help="RateLimits.take calls for its cost"),
+    requests: int = typer.Option(300, help="next-best-offer requests per arm and round"),
+    rounds: int = typer.Option(10, help="rounds alternating the limiter on and off"),
+) -> None:
+    """What the per-key rate limiter adds to next-best-offer (budget: under 50 us), against a PING round trip."""
+    from serving.benchmarks import run_limits_benchmark
+
+    run_limits_benchmark(calls, requests, rounds, Console())

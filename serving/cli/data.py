@@ -44,10 +44,14 @@ def data_import(
         console.print(f"... and {len(result.rejected) - 20} more rejected rows")
     for note in result.notes:
         console.print(note)
+    from engine.data_rights import drop_erased, erased_members_for
+
+    frame, dropped = drop_erased(result.frame, erased_members_for(settings()))
+    if dropped:
+        console.print(f"{dropped:,} lines of members erased at their request left out")
     out = out or settings().var_dir / "data" / f"{path.stem}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_transactions(result.frame, out)
-    frame = result.frame
+    write_transactions(frame, out)
     console.print(f"{len(frame):,} rows, {frame['member_id'].nunique():,} members -> {out}")
     if backfill:
         _backfill(frame, None)
@@ -63,7 +67,8 @@ def _backfill(transactions, members) -> None:
         task = progress.add_task("backfill (events)", total=None)
         result = backfill(store, transactions, members, on_progress=lambda n: progress.advance(task, n))
     console.print(f"backfill: {result.accepted:,} events applied, {result.duplicates:,} already there, "
-                  f"{len(result.rejected):,} rejected")
+                  f"{len(result.rejected):,} rejected"
+                  + (f", {result.skipped:,} lines of erased members left out" if result.skipped else ""))
     for rejection in result.rejected[:10]:
         console.print(f"  {rejection.event_id}: {rejection.reason}")
 

@@ -90,10 +90,14 @@ def backtest(
         raise typer.BadParameter(f"{transactions} does not exist: pass --transactions or run `nbo data generate`")
     if members is None and (default_dir / "members.parquet").exists() and transactions.parent == default_dir:
         members = default_dir / "members.parquet"
-    frame = read_transactions(transactions).frame
+    from engine.data_rights import drop_erased, erased_members_for
+
+    erased = erased_members_for(settings())
+    frame, _ = drop_erased(read_transactions(transactions).frame, erased)  # forgotten members are not evaluated
     profiles = None
     if members is not None:
         profiles = pd.read_parquet(members) if members.suffix == ".parquet" else pd.read_csv(members)
+        profiles, _ = drop_erased(profiles, erased)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console) as progress:

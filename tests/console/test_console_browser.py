@@ -177,3 +177,68 @@ def test_a_coupon_issued_by_try_it_and_redeemed_shows_in_the_rules_measurement(p
     assert burn.get_attribute("data-total") == "100000.00" and burn.get_attribute("data-left") == "99995.00"
     assert "no data yet" in page.locator('tr[data-rule="lapsed-30d"] td.redemption').inner_text(), "nothing issued"
     shot(page, "08-rules-measured")
+
+
+@pytest.fixture
+def other_site() -> Iterator[tuple[str, dict[str, str]]]:
+    """Another web site (``localhost``: not the console's ``127.0.0.1``) serving whatever page a test puts in the dict."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pages: dict[str, str] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://localhost:{httpd.server_address[1]}", pages
+    httpd.shutdown()
+    thread.join(timeout=5)
+
+
+def test_another_site_cannot_post_a_form_in_the_users_name(page, server: str, keys: ApiKeys, other_site,
+                                                          console_settings) -> None:
+    """A signed-in marketer visits a page of another site that submits a hidden form to the console's save: the
+    browser does not send the SameSite=Strict session cookie, so the console asks to sign in and saves nothing;
+    and a form posted from the console's own origin without the session's token is refused."""
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    sign_in(page, server, keys.create("marketer"))
+    for target in ("/console/rules", "/console/try", "/console/models", "/console/health", "/console/rules?edit=lapsed.yaml"):
+        page.goto(server + target)
+    assert not [p for p in problems if "Content Security Policy" in p], problems  # nothing the policy blocks
+
+    rule_file = console_settings.rules_dir / "lapsed.yaml"
+    original = rule_file.read_text()
+    base, pages = other_site
+    pages["/win-a-prize"] = f"""<!doctype html><body><form id="f" method="post" action="{server}/console/rules/save">
+      <input name="file" value="lapsed.yaml"><input name="text" value="id: lapsed-30d"><input name="csrf" value="">
+    </form><script>document.getElementById('f').submit()</script></body>"""
+    page.goto(f"{base}/win-a-prize")
+    page.wait_for_url(f"{server}/console/**")
+    assert "/console/login" in page.url, "the session cookie did not go with the other site's post"
+    assert rule_file.read_text() == original
+
+    page.goto(server + "/console/rules")
+    assert "/console/login" not in page.url, "still signed in on the console itself"
+    page.evaluate("""() => {
+        const form = Object.assign(document.createElement('form'), {method: 'post', action: '/console/rules/save'});
+        for (const [name, value] of [['file', 'lapsed.yaml'], ['text', 'id: lapsed-30d'], ['csrf', '']]) {
+            form.append(Object.assign(document.createElement('input'), {name, value}));
+        }
+        document.body.append(form);
+        form.submit();
+    }""")
+    page.wait_for_load_state()
+    assert "reload the page" in page.locator("main").inner_text(), "no token, no save"
+    assert rule_file.read_text() == original
+    shot(page, "09-cross-site-form-refused")

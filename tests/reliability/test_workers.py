@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -80,3 +81,54 @@ def test_two_workers_share_the_embedded_redis_when_no_url_is_given(service: Benc
     finally:
         server.stop()
         stop_embedded_redis(var)
+
+
+def test_a_revoked_key_is_refused_by_both_workers_within_a_second(service: BenchService) -> None:
+    """Each worker has verified the key (it sits in its 30 s cache); ``nbo keys revoke`` in another process makes
+    both refuse it within a second. A kept-alive connection stays with one worker, whose pid /readyz tells."""
+    import http.client
+    import subprocess
+    import sys
+    import time
+
+    server = service.serve(2, NBO_STREAM_CONSUMER="false")
+    key = ApiKeys(service.client()).issue("pos", name="till to revoke")
+    connections: dict[int, http.client.HTTPConnection] = {}
+    try:
+        server.wait_ready()
+        pids = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), 30)
+        assert pids and len(pids) == 2
+
+        def status(connection: http.client.HTTPConnection, path: str, secret: str | None = None) -> tuple[int, bytes]:
+            connection.request("GET", path, headers={"Authorization": f"Bearer {secret}"} if secret else {})
+            response = connection.getresponse()
+            return response.status, response.read()
+
+        def one_per_worker() -> bool:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            pid = json.loads(status(connection, "/readyz")[1])["pid"]
+            if pid in connections:
+                connection.close()
+            else:
+                connections[pid] = connection
+            return set(connections) == pids
+
+        assert wait_for(one_per_worker, 30, every=0.01), "could not reach both workers"
+        for connection in connections.values():
+            assert status(connection, "/v1/rules", key.secret)[0] == 200  # verified: now in that worker's cache
+
+        revoke = subprocess.run([sys.executable, "-m", "serving.cli", "keys", "revoke", key.key_id],
+                                env={**os.environ, **service.env}, capture_output=True, text=True, timeout=60)
+        revoked_at = time.monotonic()
+        assert revoke.returncode == 0, revoke.stderr
+        refused_after: dict[int, float] = {}
+        while len(refused_after) < len(connections) and time.monotonic() - revoked_at < 5:
+            for pid, connection in connections.items():
+                if pid not in refused_after and status(connection, "/v1/rules", key.secret)[0] == 401:
+                    refused_after[pid] = time.monotonic() - revoked_at
+        assert set(refused_after) == pids, f"still accepted 5 s after the revocation by {pids - set(refused_after)}"
+        assert max(refused_after.values()) < 1.0, refused_after
+    finally:
+        for connection in connections.values():
+            connection.close()
+        server.stop()
