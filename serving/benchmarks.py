@@ -588,7 +588,7 @@ def run_limits_benchmark(calls: int, requests: int, rounds: int, console: Consol
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("ratio", justify="right")
-    table.add_row("RateLimits.take, mean (lease of %d, then one Lua round trip)" % lease,
+    table.add_row(f"RateLimits.take, mean (lease of {lease}, then one Lua round trip)",
                   f"{statistics.fmean(take_us):.2f} us", f"{statistics.fmean(take_us) / ping_p50:.3f} of a PING")
     table.add_row("RateLimits.take, p50 / p99", f"{statistics.median(take_us):.2f} / "
                   f"{sorted(take_us)[int(len(take_us) * 0.99)]:.1f} us", "")
