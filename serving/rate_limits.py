@@ -33,7 +33,13 @@ from dataclasses import dataclass
 import redis
 
 from engine.coupons import CouponError
-from engine.keys import RATE_BUCKET_TTL_SECONDS, key_redeem_failures_key, member_redeem_failures_key, rate_bucket_key
+from engine.keys import (
+    RATE_BUCKET_TTL_SECONDS,
+    erased_marker_key,
+    key_redeem_failures_key,
+    member_redeem_failures_key,
+    rate_bucket_key,
+)
 from engine.redis_circuit import REDIS_DOWN
 from engine.settings import RateBudget, RateLimitSettings
 from serving.auth import ApiKey
@@ -146,7 +152,8 @@ class RateLimits:
     def redemption(self, key: ApiKey, member_id: str | None) -> Iterator[None]:
         """Around a redemption: refused while the key or the member is locked out; an unknown code counts."""
         subjects = self._subjects(key, member_id)
-        self._check_lockout(subjects)
+        if self._check_lockout(subjects, member_id):
+            subjects = subjects[:1]  # an erased member: nothing is written under their id again
         try:
             yield
         except CouponError as exc:
@@ -162,22 +169,26 @@ class RateLimits:
                              self.settings.redeem_failures_per_member))
         return subjects
 
-    def _check_lockout(self, subjects: list[tuple[str, str, int]]) -> None:
+    def _check_lockout(self, subjects: list[tuple[str, str, int]], member_id: str | None) -> bool:
+        """Raise ``LockedOut`` if a subject is locked out; returns whether the member was erased."""
         if not self.settings.enabled:
-            return
+            return False
         pipe = self.redis.pipeline(transaction=False)
         for _, name, _ in subjects:
             pipe.get(name)
             pipe.ttl(name)
+        if member_id:
+            pipe.exists(erased_marker_key(member_id))
         try:
             replies = pipe.execute()
         except REDIS_DOWN:
-            return  # the redemption itself needs Redis and will say so
+            return False  # the redemption itself needs Redis and will say so
         for i, (what, _, allowed) in enumerate(subjects):
             failures, ttl = int(replies[2 * i] or 0), int(replies[2 * i + 1])
             if failures >= allowed:
                 raise LockedOut(f"{what} is locked out after {failures} redemptions of unknown codes; "
                                 f"retry in {max(ttl, 1)} s", max(ttl, 1))
+        return bool(member_id and replies[-1])
 
     def _count_failure(self, subjects: list[tuple[str, str, int]]) -> None:
         if not self.settings.enabled:
