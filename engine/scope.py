@@ -5,12 +5,13 @@ member is in scope by the region and home store of their profile; a rule by wher
 Reports count only the members in scope (``engine.measurement``), the rules list shows the rules
 that apply there, and the audit view the entries about members in scope. New reads (the overview,
 tasks) call the same methods: ``covers`` for one member's region and store, ``members_in`` for
-many at once (one round trip), ``applies_to_rule`` for a rule's ``scope:``.
+many at once (one round trip), ``applies_to_rule`` for a rule's ``scope:`` (with the stores' regions,
+``Settings.store_regions``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,22 +64,33 @@ class Scope:
             pipe.hmget(member_key(member_id, PROFILE), ["region", "store"])
         return {member_id for member_id, (region, store) in zip(ids, pipe.execute()) if self.covers(region, store)}
 
-    def applies_to_rule(self, regions: Sequence[str], stores: Sequence[str]) -> bool:
+    def applies_to_rule(self, regions: Sequence[str], stores: Sequence[str],
+                        store_regions: Mapping[str, str] | None = None) -> bool:
         """Whether a rule with these ``scope:`` regions and stores (empty: everywhere) can reach members in scope.
 
-        A store scope cannot tell which region its store is in, so it sees rules limited by region too; a
-        region scope sees rules limited by store likewise. A rule limited to other stores (or regions) is hidden."""
+        Which region a store is in comes from ``store_regions`` (the setting ``NBO_STORE_REGIONS``); where it
+        cannot be told, the rule is hidden: a scoped reader sees a rule only when it certainly applies there."""
         if self.kind == "all":
             return True
-        limits = stores if self.kind == "store" else regions
-        return not limits or self.value in limits
+        where = store_regions or {}
+        if self.kind == "store":
+            if stores and self.value not in stores:
+                return False
+            return not regions or where.get(self.value) in regions
+        if regions and self.value not in regions:
+            return False
+        return not stores or any(where.get(store) == self.value for store in stores)
 
-    def confines_rule(self, regions: Sequence[str], stores: Sequence[str]) -> bool:
+    def confines_rule(self, regions: Sequence[str], stores: Sequence[str],
+                      store_regions: Mapping[str, str] | None = None) -> bool:
         """Whether everything a rule does is inside this scope (its budget use is then this scope's own figure)."""
         if self.kind == "all":
             return True
-        limits = stores if self.kind == "store" else regions
-        return list(limits) == [self.value]
+        if self.kind == "store":
+            return list(stores) == [self.value]
+        where = store_regions or {}
+        return (list(regions) == [self.value] and not stores) or (
+            bool(stores) and all(where.get(store) == self.value for store in stores))
 
 
 EVERYTHING = Scope()

@@ -175,6 +175,9 @@ class Settings(BaseSettings):
         "offset it is the stores' local time); it then runs on in real time. For tests and replays "
         "(engine.clock)")
     pii_key: str | None = Field(None, description="secret for hashing phone numbers; generated under var_dir if unset")
+    store_regions: dict[str, str] = Field(
+        default_factory=dict, description="store id -> its region (JSON, e.g. NBO_STORE_REGIONS='{\"S001\": \"north\"}'): "
+        "a region key sees the rules of its stores, a store key the rules of its region")
     event_dedup_days: int = Field(35, ge=1, description="how long an event_id is remembered for exactly-once")
     stream_consumer: bool = Field(True, description="consume the events Redis Stream inside `nbo serve`")
     writer_cache_members: int = Field(

@@ -35,7 +35,8 @@ def visible_audit_entries(services: Services, scope: Scope, action_prefix: str =
     entries = services.audit.recent(limit * 10, action_prefix)
     members = {e["subject"] for e in entries if e["action"].startswith(MEMBER_ACTIONS)}
     inside = _members_in(services, scope, members)
-    rule_files = {Path(s.file).name for s in visible_rules(services.rules.statuses(services.clock()), scope)}
+    rule_files = {Path(s.file).name for s in visible_rules(services.rules.statuses(services.clock()), scope,
+                                                           services.settings.store_regions)}
     visible = []
     for entry in entries:
         action = entry["action"]

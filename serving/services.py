@@ -162,7 +162,8 @@ class Services:
         scope = scope or Scope()
         compiled = self.rules.compiled
         rules = [(r.id, r.checked.rule.name, r.trigger) for r in compiled.rules
-                 if scope.applies_to_rule(*rule_reach(r.checked.rule.scope))] if compiled else []
+                 if scope.applies_to_rule(*rule_reach(r.checked.rule.scope), self.settings.store_regions)] \
+            if compiled else []
         return self.measurement.report(rules, since, until, period, scope)
 
     def after_ingest(self, applied: Sequence[Event]) -> None:

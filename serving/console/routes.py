@@ -197,7 +197,8 @@ async def _rules_page(request: Request, user: ConsoleUser, services: Services, s
     reports = await _rule_reports(user, services, since)
 
     def build() -> list[pages.RuleRow]:
-        statuses = visible_rules(services.rules.statuses(services.clock(), services.limits), user.key.reach)
+        statuses = visible_rules(services.rules.statuses(services.clock(), services.limits), user.key.reach,
+                                 services.settings.store_regions)
         return pages.rule_rows(statuses, reports.rules, services.audit.recent(500, "rules."), services.rules.rules_dir,
                                services.programme.tz, reports.window)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
 
@@ -63,20 +64,21 @@ class ReloadOut(BaseModel):
     warnings: list[str]
 
 
-def visible_rules(statuses: list[RuleStatus], scope: Scope) -> list[RuleStatus]:
+def visible_rules(statuses: list[RuleStatus], scope: Scope, store_regions: Mapping[str, str]) -> list[RuleStatus]:
     """The rules a reader of ``scope`` sees: those that apply there (an invalid one's reach is unknown: unscoped
     readers only); a rule's budget is the whole programme's figure, so it is shown only where the rule is confined."""
     if scope.everything:
         return statuses
-    return [s if scope.confines_rule(s.regions, s.stores) else replace(s, budget=())
-            for s in statuses if s.status != "invalid" and scope.applies_to_rule(s.regions, s.stores)]
+    return [s if scope.confines_rule(s.regions, s.stores, store_regions) else replace(s, budget=())
+            for s in statuses if s.status != "invalid" and scope.applies_to_rule(s.regions, s.stores, store_regions)]
 
 
 @router.get("/v1/rules", response_model=RulesOut)
 def list_rules(key: RulesReadKey, services: ServicesDep) -> RulesOut:
     """Every rule of the rules directory with its status (invalid ones with file:line errors) and budget use; a
     scoped key sees the rules that apply in its region or store."""
-    statuses = visible_rules(services.rules.statuses(services.clock(), services.limits), key.reach)
+    statuses = visible_rules(services.rules.statuses(services.clock(), services.limits), key.reach,
+                             services.settings.store_regions)
     rules = [RuleOut(id=s.id, name=s.name, file=s.file, line=s.line, status=s.status, trigger=s.trigger,
                      priority=s.priority, exclusive=s.exclusive, holdout=s.holdout, active_from=s.active_from,
                      active_to=s.active_to, serving=s.serving, errors=list(s.errors),
