@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from engine.settings import Settings
+from engine.settings import RateLimitSettings, Settings
 from serving.app import create_app
 from serving.auth import PERMISSIONS, ROLES, ApiKeys
 from serving.services import Services
@@ -76,6 +76,9 @@ PROTECTED = [op for op in OPERATIONS if permission_of(op)]
 def api(settings: Settings, redis_client: redis.Redis, churn_result, recommender_result):
     """The app, ready (real small models), with its services built directly (schemathesis runs no lifespan)."""
     models = ChampionModels.from_models(churn=churn_result.model, recommender=recommender_result.model)
+    # Rate limits off: hundreds of cases a second would be 429s before their input is looked at
+    # (tests/serving/test_rate_limits.py covers the limits).
+    settings = settings.model_copy(update={"rate_limits": RateLimitSettings(enabled=False)})
     app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False, models=models)
     app.state.services = Services.build(settings, redis_client, clock=lambda: NOW, models=models)
     keys = {role: ApiKeys(redis_client).create(role) for role in ROLES}
@@ -146,8 +149,10 @@ def test_no_key_an_unknown_key_and_other_roles_are_refused(operation, api) -> No
                    + "y" * 5_000_000 + '"}]'),
     ("/v1/events", "[" + ",".join(["{}"] * 5001) + "]"),
     ("/v1/events", b"\xff\xfe[]"),
+    ("/v1/admin/keys", '{"role": "pos", "expires_in_days": NaN, "scope": "store:' + "S" * 100_000 + '"}'),
+    ("/v1/admin/keys/0123456789ab/rotate", '{"grace_seconds": 1e400}'),
 ], ids=["nan-and-inf", "minus-inf", "past-64-bit-integers", "nan-in-an-event", "nested-100k-deep", "5-MB-field", "5001-events",
-        "not-utf-8"])
+        "not-utf-8", "new-key-nan-and-a-huge-scope", "rotate-grace-past-a-float"])
 def test_bodies_schemathesis_cannot_make_get_a_4xx_that_says_why(path: str, body: str | bytes, api) -> None:
     """Python's JSON parser accepts NaN and Infinity (not JSON): they must be refused, not crash the answer."""
     from fastapi.testclient import TestClient

@@ -33,7 +33,7 @@ RULES = {
                                        limits="{per_member: 1 per year}"),
     "lapsed.yaml": coupon_rule("lapsed", when="recency_days >= 30", channel="sms"),
 }
-MEMBERS = {"LAPSED", "ACTIVE", "NEW"}
+MEMBERS = {"LAPSED", "ACTIVE", "NEW", "GONE"}
 
 
 @pytest.fixture
@@ -53,7 +53,8 @@ def product(settings: Settings, tmp_path: Path, redis_client: redis.Redis, model
 
 def run_the_product(client: TestClient, clock: dict[str, datetime], set_now: Callable[[datetime], None]) -> None:
     """What a day of the product does: keys, events over HTTP and the stream, a checkout with a coupon,
-    its redemption, event triggers, the daily run, delivery (with a deferral and a dead letter), batch scores."""
+    its redemption, an unknown code tried, a console sign-in, an erasure and an export, event triggers, the daily
+    run, delivery (with a deferral and a dead letter), batch scores."""
     services = client.app.state.services
     admin = bearer(services.keys.create("admin", name="ops"))
     pos = bearer(services.keys.create("pos", scope="store:S001"))
@@ -73,6 +74,14 @@ def run_the_product(client: TestClient, clock: dict[str, datetime], set_now: Cal
     redeemed = client.post(f"/v1/coupons/{code}/redeem", json={"member_id": "NEW", "store_id": "S001"}, headers=pos)
     assert redeemed.status_code == 200, redeemed.text
     assert client.get("/v1/members/NEW/features", headers=admin).status_code == 200
+    guessed = client.post(f"/v1/coupons/{'0' * 16}/redeem", json={"member_id": "NEW"}, headers=pos)
+    assert guessed.status_code == 404  # counted towards the key's and the member's lockouts
+    assert client.post("/console/login", data={"key": admin["Authorization"].removeprefix("Bearer ")},
+                       follow_redirects=False).status_code == 303  # a console session
+    assert client.post("/v1/events", json=[register("GONE", datetime(2026, 3, 1, 9, 0))], headers=pos).json()[
+        "accepted"] == 1
+    assert client.delete("/v1/members/GONE", headers=admin).status_code == 200  # leaves its tombstone
+    assert client.get("/v1/members/ACTIVE/export", params={"request_id": "dsr-1"}, headers=admin).status_code == 200
 
     assert services.daily_run("w1").run(RUN_DAY).stats["emitted"] == 1  # LAPSED, by SMS
     set_now(datetime(2026, 3, 10, 22, 0, tzinfo=TZ))  # SMS quiet hours: the lapsed coupon waits, app ones go
