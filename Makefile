@@ -83,3 +83,11 @@ FUZZ_SCALE ?= 10
 .PHONY: fuzz
 fuzz: install
 	NBO_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest -q -m fuzz
+
+# Known vulnerabilities of the installed dependencies (the venv's, not the project itself): pip-audit asks the
+# advisory service (PyPI's JSON API by default; AUDIT_SERVICE=osv for OSV) about every package and version.
+# --strict: a package it could not look up fails the audit, so "no known vulnerabilities" means every one was checked.
+AUDIT_SERVICE ?= pypi
+.PHONY: audit
+audit: install
+	$(BIN)/pip-audit --local --skip-editable --strict --progress-spinner off --vulnerability-service $(AUDIT_SERVICE) --desc on
