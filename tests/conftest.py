@@ -31,8 +31,8 @@ from engine.redis_server import (
     start_redis_server,
 )
 from engine.settings import Settings
-from engine.synthetic import SyntheticData
 from recommender import ALSParams
+from tools.synthetic import SyntheticData
 from training.churn import ChurnTraining, train_churn
 from training.recommendation import RecommenderTraining, train_recommender
 

@@ -79,8 +79,8 @@ def data_generate(
     """Generate synthetic convenience-store data (members, catalogue, transactions)."""
     import time
 
-    from engine.synthetic import generate
     from engine.transactions import write_transactions
+    from tools.synthetic import generate
 
     start = time.perf_counter()
     data = generate(members=members, days=days, seed=seed)

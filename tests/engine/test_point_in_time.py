@@ -13,9 +13,9 @@ from engine.ingestion import backfill
 from engine.keys import MEMBER_PROFILES
 from engine.point_in_time import features_as_of
 from engine.programme import Programme
-from engine.synthetic import generate
 from engine.transactions import read_transactions
 from tests.conftest import shared_data
+from tools.synthetic import generate
 
 
 @pytest.fixture(scope="module")

@@ -127,8 +127,8 @@ def _recommender_table(name: str, dataset: BenchmarkDataset, metrics: dict, k: i
 
 def _als_at_scale(members: int, console: Console) -> dict[str, float]:
     """Seconds to fit ALS (128 factors, 15 iterations) on a synthetic shop's purchase matrix."""
-    from engine.synthetic import generate
     from recommender import ALSParams, ALSRecommender, Interactions
+    from tools.synthetic import generate
 
     data = generate(members=members, days=120, seed=1)
     interactions = Interactions.from_transactions(data.transactions)
