@@ -38,9 +38,10 @@ def churn_plots(result: ChurnTraining, folder: str | Path) -> list[Path]:
     paths.append(_save(fig, folder / "roc.png"))
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, scores in (("model", result.test_scores), ("rfm", result.baseline_scores["rfm"])):
+    for name, scores in curves.items():
         observed, predicted = calibration_curve(y, scores, n_bins=10, strategy="quantile")
-        ax.plot(predicted, observed, "o-", label=name)
+        brier = result.metrics["brier"] if name == "model" else result.baseline_metrics[name]["brier"]
+        ax.plot(predicted, observed, "o-", lw=2 if name == "model" else 1, ms=4, label=f"{name} (Brier {brier:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set(xlabel="predicted churn probability", ylabel="observed churn rate", title=_title("Calibration", result))
     ax.legend(loc="upper left", fontsize=8)
