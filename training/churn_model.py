@@ -116,7 +116,11 @@ class ChurnModel:
 
     def score(self, features: Mapping[str, object]) -> float:
         """Probability that the member makes no purchase within ``horizon_days`` (one feature dict)."""
-        row = input_row(features, self.inputs)
+        return self.score_row(input_row(features, self.inputs))
+
+    def score_row(self, row: np.ndarray) -> float:
+        """The booster's answer for one row of ``input_row(features, self.inputs)`` (rows can be shared
+        by models that read the same inputs: one row per request)."""
         fast = self._fast or self._init_fast()
         if fast is None:
             return float(self.booster.predict(row.reshape(1, -1))[0])

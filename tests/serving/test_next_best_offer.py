@@ -51,7 +51,7 @@ def test_a_known_member_gets_churn_recommendations_and_model_versions(client: Te
     assert response.status_code == 200, response.text
     body = response.json()
     assert 0.0 <= body["churn"]["probability"] <= 1.0 and body["churn"]["model_version"] == "4"
-    assert body["model_versions"] == {"churn": "4", "recommender": "2"}
+    assert body["model_versions"] == {"churn": "4", "recommender": "2", "ltv": None, "response": None}
     skus = [r["sku"] for r in body["recommendations"]]
     assert len(skus) == 5 and not set(skus) & set(basket)
     assert body["degraded"] is False
@@ -147,4 +147,4 @@ def test_a_region_key_sees_only_its_regions_members_even_on_a_retry(client: Test
 def test_ready_once_redis_rules_and_both_models_are_there(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.json()
-    assert ready.json()["models"] == {"churn": "4", "recommender": "2"} and ready.json()["rules_version"]
+    assert ready.json()["models"] == {"churn": "4", "recommender": "2", "ltv": None, "response": None} and ready.json()["rules_version"]
