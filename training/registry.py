@@ -222,7 +222,7 @@ class ModelRegistry:
                 mlflow.log_artifacts(str(response_plots(result, tmp / "plots")[0].parent), "plots")
                 result.holdout.to_parquet(tmp / "response_holdout.parquet")
                 mlflow.log_artifact(str(tmp / "response_holdout.parquet"), "holdout")
-                saved = result.model.save(tmp / "model")
+                saved = result.model.save(tmp / RESPONSE_ARTIFACT)  # MLflow keeps the folder's own name
                 info = mlflow.pyfunc.log_model(
                     name="model", python_model=str(Path(__file__).with_name("response_pyfunc.py")),
                     artifacts={RESPONSE_ARTIFACT: str(saved)}, registered_model_name=name,
