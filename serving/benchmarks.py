@@ -18,6 +18,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from engine.clock import Clock, clock_from_settings
 from engine.feature_store import FeatureStore
 from engine.member_state import Programme
 from engine.redis_server import RedisServer, client_from_url, start_redis_cluster, start_redis_server
@@ -265,6 +266,8 @@ class BenchService:
     key: str = ""
     members: list[str] = field(default_factory=list)
     skus: list[str] = field(default_factory=list)
+    now: datetime | None = None
+    """The moment its servers' and commands' clocks start at (``NBO_NOW``); None: the real clock."""
 
     @property
     def rules_dir(self) -> Path:
@@ -278,16 +281,18 @@ class BenchService:
     def env(self) -> dict[str, str]:
         return {"REDIS_URL": self.redis.url, "NBO_VAR_DIR": str(self.var_dir), "NBO_RULES_DIR": str(self.rules_dir),
                 "NBO_MLFLOW_TRACKING_URI": f"sqlite:///{self.root}/mlruns/mlflow.db",
-                "NBO_MLFLOW_ARTIFACTS_DIR": str(self.root / "mlruns" / "artifacts"), "NBO_PII_KEY": "bench"}
+                "NBO_MLFLOW_ARTIFACTS_DIR": str(self.root / "mlruns" / "artifacts"), "NBO_PII_KEY": "bench",
+                **({"NBO_NOW": self.now.isoformat()} if self.now is not None else {})}
 
     @classmethod
-    def create(cls, root: Path, rule_files: list[Path] | None = None) -> BenchService:
-        """A fresh Redis and a rules directory with ``rule_files`` (default: the shipped rules)."""
+    def create(cls, root: Path, rule_files: list[Path] | None = None, now: datetime | None = None) -> BenchService:
+        """A fresh Redis and a rules directory with ``rule_files`` (default: the shipped rules); ``now``: the
+        moment the service's clock starts at (default: the real clock)."""
         rules = root / "rules"
         rules.mkdir(parents=True, exist_ok=True)
         for path in rule_files if rule_files is not None else sorted(REPO_RULES.glob("*.yaml")):
             shutil.copy(path, rules / path.name)
-        return cls(root=root, redis=start_redis_server(root / "redis", persistent=True))
+        return cls(root=root, redis=start_redis_server(root / "redis", persistent=True), now=now)
 
     def settings(self) -> Settings:
         with environment(self.env):
@@ -295,6 +300,10 @@ class BenchService:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis.url, decode_responses=True)
+
+    def clock(self) -> Clock:
+        """The clock its servers run on (started at ``now``, else the real one)."""
+        return clock_from_settings(self.settings())
 
     def serve(self, workers: int = 1, **env: str) -> ServerProcess:
         """Start ``nbo serve`` in another process on a free port (``env``: more variables, e.g.

@@ -122,11 +122,12 @@ def redis_restart_under_load(service: BenchService, server: ServerProcess, secon
     outage = outage if outage is not None else seconds * 0.3
     pid_before = server.process.pid
     prefix = f"chaos{int(time.time())}"
-    traffic = _Timeline(service.members, service.skus, prefix=prefix, seed=3)
+    clock = service.clock()
+    traffic = _Timeline(service.members, service.skus, prefix=prefix, seed=3, clock=clock)
     thread, results = _load_in_background(server, service.key, traffic, rate, seconds, traffic.on_response)
     time.sleep(seconds / 4)
     # Events a gateway put on the stream just before Redis went: some are consumed, the rest wait in it.
-    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    now = clock().isoformat(timespec="seconds")
     stream_prefix = f"{prefix}-s"
     publish_events(service.client(), [{"event_id": f"{stream_prefix}{n}", "type": "checkin",
                                        "member_id": service.members[n % len(service.members)], "ts": now}
@@ -204,7 +205,8 @@ def redis_restart_under_load(service: BenchService, server: ServerProcess, secon
 def hung_redis(service: BenchService, server: ServerProcess, seconds: float = 12, rate: float = 50,
                pause: float = 4) -> dict[str, object]:
     """Pause Redis (SIGSTOP) ``pause`` seconds a third into ``seconds`` of next-best-offer traffic; the figures."""
-    traffic = _Timeline(service.members, service.skus, prefix=f"hung{int(time.time())}", seed=4, mix=(1.0, 0.0, 0.0))
+    traffic = _Timeline(service.members, service.skus, prefix=f"hung{int(time.time())}", seed=4, mix=(1.0, 0.0, 0.0),
+                        clock=service.clock())
     thread, results = _load_in_background(server, service.key, traffic, rate, seconds, traffic.on_response)
     time.sleep(seconds / 3)
     os.kill(service.redis.pid, signal.SIGSTOP)
@@ -380,7 +382,9 @@ def daily_run_killed(service: BenchService, as_of: str = "2026-04-01", chunk_siz
     deliveries = service.var_dir / "outbox" / "deliveries.jsonl"
     delivered = [json.loads(line)["key"] for line in deliveries.read_text().splitlines()] if deliveries.exists() else []
     delivered = [k for k in delivered if k.split("#")[0].endswith(f"|{period}")]
-    pending = [json.loads(fields["e"])["key"] for _, fields in client.xrange(OUTBOX_STREAM)]
+    # One entry per action of an emission: (key, action) is what must not repeat.
+    pending = [(entry["key"], entry["action"]) for entry in
+               (json.loads(fields["e"]) for _, fields in client.xrange(OUTBOX_STREAM))]
     outcome.figures = {"chunks when killed": f"{killed_at} of {run.get('chunks')}",
                        "members planned / evaluated": f"{run.get('member_ids')} / {run.get('members')}",
                        "emitted": emitted, "emission markers": len(markers), "delivered so far": len(delivered),
@@ -397,7 +401,8 @@ def daily_run_killed(service: BenchService, as_of: str = "2026-04-01", chunk_siz
         "one emission per (rule, member, day)": (len(markers) == emitted > 0,
                                                  f"{len(markers)} markers, {emitted} emitted"),
         "nothing delivered twice": (len(delivered) == len(set(delivered)) and len(pending) == len(set(pending)),
-                                    f"{len(delivered)} deliveries of {len(set(delivered))} keys"),
+                                    f"{len(delivered)} deliveries of {len(set(delivered))} keys, "
+                                    f"{len(pending)} pending of {len(set(pending))}"),
     }
     return outcome
 

@@ -23,12 +23,12 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import redis
 from rich.console import Console
 from rich.table import Table
 
+from engine.clock import Clock, utc_now
 from serving.benchmarks import BenchService, ServerProcess
 from serving.load import LoadResult, fixed_rate, json_body
 
@@ -100,8 +100,11 @@ class MixedTraffic:
     learns from the answers (coupons to redeem, what was accepted, retries that changed)."""
 
     def __init__(self, members: list[str], skus: list[str], prefix: str = "soak", seed: int = 1,
-                 mix: tuple[float, float, float] = (0.80, 0.15, 0.05), retry_share: float = 0.02) -> None:
+                 mix: tuple[float, float, float] = (0.80, 0.15, 0.05), retry_share: float = 0.02,
+                 clock: Clock = utc_now) -> None:
         self.rng = random.Random(seed)
+        self.clock = clock
+        """The events' time: the service's clock (``BenchService.clock``), so they are never in its future."""
         self.members = list(members)
         self.skus = list(skus)
         self.prefix = prefix
@@ -145,7 +148,7 @@ class MixedTraffic:
              "channel": "pos", "basket": basket}), NBO
 
     def _events(self, i: int):
-        now = datetime.now(UTC).isoformat(timespec="seconds")
+        now = self.clock().isoformat(timespec="seconds")
         batch = []
         for n in range(self.rng.randint(1, 3)):
             draw = self.rng.random()
@@ -309,7 +312,7 @@ def run_soak(service: BenchService, seconds: float, rate: float, workers: int = 
     try:
         server.wait_ready()
         client = service.client()
-        traffic = MixedTraffic(service.members, service.skus, prefix=f"soak{int(time.time())}")
+        traffic = MixedTraffic(service.members, service.skus, prefix=f"soak{int(time.time())}", clock=service.clock())
         keys_start = KeyCensus.take(client)
         warm_up = min(60.0, seconds / 5) if warm_up is None else warm_up
         with MemorySampler(server, interval=max(1.0, seconds / 120)) as memory:

@@ -11,12 +11,18 @@ number of workers (``nbo triggers run-daily``, the scheduler in ``nbo serve``) t
 A worker that dies leaves its chunk pending: the same worker name picks it up first when it runs
 again, another worker claims it once it has been idle ``claim_idle_seconds``. Redoing a chunk
 emits nothing twice (``engine.triggers.outbox``), so the run completes once whatever crashed.
+
+The run's figures are exact too. A chunk's counts and its ack are one script, applied only while
+the chunk is still pending for the worker committing it (a slow worker whose chunk another has
+claimed commits nothing). Emission markers carry the run's plan id, so a redone chunk counts what
+an earlier attempt of the same run emitted before it died as emitted, not as "already".
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -39,6 +45,16 @@ TRIGGER = "schedule.daily"
 WORKERS_GROUP = "workers"
 RUN_TTL_SECONDS = 14 * 86_400
 STAT_FIELDS = ("members", "fired", "held_out", "emitted", "entries", "already")
+
+# KEYS: the run record, its work stream (one slot); ARGV: group, consumer, entry id, then field, increment pairs.
+# The chunk's counts and its ack happen once, by the worker the chunk is pending for.
+_COMMIT_CHUNK_LUA = """
+local pending = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #pending == 0 then return 0 end
+for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
 
 ChurnScorer = Callable[[Mapping[str, object]], float | None]
 Progress = Callable[[int, int], None]
@@ -82,6 +98,7 @@ class DailyRun:
         self.settings = settings
         self.score_churn = score_churn
         self.worker = worker or worker_name()
+        self._commit_chunk = self.redis.register_script(_COMMIT_CHUNK_LUA)
 
     def moment(self, as_of: date) -> datetime:
         """When the daily rules look at the members: ``daily_at`` local time on the date."""
@@ -110,6 +127,7 @@ class DailyRun:
         for i in range(len(parts)):
             pipe.xadd(f"{key}:work", {"chunk": str(i)})
         pipe.hset(key, mapping={"status": "running", "members": 0, "member_ids": len(ids),
+                                "plan": secrets.token_hex(8),
                                 "planned_at": self.store.clock().astimezone(self.store.programme.tz).isoformat(),
                                 "chunks_done": 0})
         pipe.hset(key, "chunks", len(parts))  # last: a plan is complete once "chunks" is there
@@ -137,6 +155,7 @@ class DailyRun:
         started = time.perf_counter()
         key = run_key(as_of)
         total = self.plan(as_of)
+        plan_id = self.redis.hget(key, "plan")
         done_here = 0
         own_pending = True  # first the chunks this worker name left unfinished (a crash), then new ones
         while max_chunks is None or done_here < max_chunks:
@@ -150,7 +169,7 @@ class DailyRun:
                 time.sleep(min(1.0, self.settings.claim_idle_seconds / 4))  # others are on the last chunks
                 continue
             for entry_id, fields in entries:
-                self._work(as_of, key, entry_id, int(fields["chunk"]))
+                self._work(as_of, key, plan_id, entry_id, int(fields["chunk"]))
                 done_here += 1
                 if on_progress is not None:
                     on_progress(int(self.redis.hget(key, "chunks_done") or 0), total)
@@ -176,21 +195,24 @@ class DailyRun:
         replies = self.redis.xreadgroup(WORKERS_GROUP, self.worker, {work: ">"}, count=1)
         return [(i, f) for _, entries in replies or [] for i, f in entries]
 
-    def _work(self, as_of: date, key: str, entry_id: str, chunk: int) -> None:
+    def _work(self, as_of: date, key: str, plan_id: str | None, entry_id: str, chunk: int) -> None:
         ids = (self.redis.hget(f"{key}:chunks", str(chunk)) or "").split("\n")
-        stats, members = self.evaluate_members([m for m in ids if m], as_of)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(key, "members", members)
+        stats, members = self.evaluate_members([m for m in ids if m], as_of, run=plan_id)
+        counts: list[object] = ["members", members]
         for name in STAT_FIELDS[1:]:
-            pipe.hincrby(key, name, getattr(stats, name))
+            counts += [name, getattr(stats, name)]
         for reason, n in stats.refused.items():
-            pipe.hincrby(key, f"refused:{reason}", n)
-        pipe.hincrby(key, "chunks_done", 1)
-        pipe.xack(f"{key}:work", WORKERS_GROUP, entry_id)
-        pipe.execute()
+            counts += [f"refused:{reason}", n]
+        counts += ["chunks_done", 1]
+        committed = self._commit_chunk(keys=[key, f"{key}:work"],
+                                       args=[WORKERS_GROUP, self.worker, entry_id, *counts])
+        if not committed:
+            log.info("daily run %s: chunk %d was claimed by another worker; its counts are that worker's", as_of, chunk)
 
-    def evaluate_members(self, member_ids: list[str], as_of: date) -> tuple[EmitStats, int]:
-        """The daily rules for these members on ``as_of``, emitted; returns the emission and members evaluated."""
+    def evaluate_members(self, member_ids: list[str], as_of: date, run: str | None = None) -> tuple[EmitStats, int]:
+        """The daily rules for these members on ``as_of``, emitted; returns the emission and members evaluated.
+
+        ``run`` (the plan id) marks the emissions as this run's, so a redone chunk counts them once."""
         moment = self.moment(as_of)
         programme = self.store.programme
         states = self.store.read_states(member_ids, parts=FEATURE_PARTS)
@@ -211,7 +233,8 @@ class DailyRun:
                     features["churn_probability"] = probability
             evaluation = self.rules.evaluate(TRIGGER, features, RequestContext(at=moment, member_id=member_id))
             if evaluation.firings:
-                decisions.append(Decision(member_id, evaluation, moment, period, store_id=features.get("home_store")))
+                decisions.append(Decision(member_id, evaluation, moment, period, store_id=features.get("home_store"),
+                                          run=run))
         return self.emitter.emit(decisions), members
 
     def report(self, as_of: date) -> RunReport:

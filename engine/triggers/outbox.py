@@ -3,7 +3,8 @@
 A rule that fires for a member outside its holdout becomes one outbox entry per action (coupon,
 points, message, recommendation, tag). Emitting is safe to repeat after any crash:
 
-1. the member's emission marker ``m:{<member>}:ob:<rule>|<period>`` says it was emitted: skip;
+1. the member's emission marker ``m:{<member>}:ob:<rule>|<period>`` says it was emitted: skip (and
+   when its value is the emitting run's id, an earlier attempt of this run did it: count it as emitted);
 2. the rule's cap and budgets are reserved and committed under the token ``<rule>|<member>|<period>``
    (``RuleLimits``: a retry with the same token takes nothing twice);
 3. the entries are added to the stream and the marker is set, in one round trip.
@@ -57,6 +58,8 @@ class Decision:
     period: str
     """``d2026-03-01`` for the daily run, ``e:<event_id>`` for an event trigger."""
     store_id: str | None = None
+    run: str | None = None
+    """The run emitting it (the daily run's plan id): a marker an earlier attempt of the run set counts as emitted."""
 
 
 @dataclass
@@ -144,7 +147,8 @@ class Emitter:
             for entry in outbox_entries(firing, decision, key, decision.evaluation.version):
                 pipe.xadd(OUTBOX_STREAM, {"e": json.dumps(entry, ensure_ascii=False, default=str)})
                 stats.entries += 1
-            pipe.set(marker_key(decision.member_id, firing.rule_id, decision.period), "1", ex=MARKER_TTL_SECONDS)
+            pipe.set(marker_key(decision.member_id, firing.rule_id, decision.period), decision.run or "1",
+                     ex=MARKER_TTL_SECONDS)
             treated[(firing.rule_id, self.programme.day_of(decision.at))].append(decision.member_id)
             stats.emitted += 1
         holdouts: dict[tuple[str, int], list[str]] = defaultdict(list)
@@ -162,11 +166,16 @@ class Emitter:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for decision, firing in offers:
-            pipe.exists(marker_key(decision.member_id, firing.rule_id, decision.period))
+            pipe.get(marker_key(decision.member_id, firing.rule_id, decision.period))
         todo = []
-        for pair, done in zip(offers, pipe.execute()):
-            if done:
-                stats.already += 1
+        for (decision, firing), marker in zip(offers, pipe.execute()):
+            if marker is None:
+                todo.append((decision, firing))
+            elif decision.run is not None and marker == decision.run:
+                # This run emitted it in an attempt that died before counting it (its entries and exposures
+                # went in with the marker): it is this run's emission, counted now.
+                stats.emitted += 1
+                stats.entries += len(firing.actions)
             else:
-                todo.append(pair)
+                stats.already += 1
         return todo

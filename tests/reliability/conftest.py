@@ -5,6 +5,8 @@ the shipped rules, and an admin key; servers are real ``nbo serve`` processes (`
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -16,14 +18,18 @@ from serving.benchmarks import BenchService, environment
 from training.data import from_frame
 from training.registry import ModelRegistry
 
+SERVICE_NOW = datetime(2026, 3, 1, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+"""The servers' and commands' clock starts here: the day after the shop's history, at noon (outside quiet hours)."""
+
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory, shop, churn_result, recommender_result) -> Iterator[BenchService]:
-    service = BenchService.create(tmp_path_factory.mktemp("service"))
+    service = BenchService.create(tmp_path_factory.mktemp("service"), now=SERVICE_NOW)
     try:
         settings = service.settings()
         client = service.client()
-        backfill(FeatureStore(client, Programme.from_settings(settings)), shop.transactions, shop.members)
+        backfill(FeatureStore(client, Programme.from_settings(settings), clock=lambda: SERVICE_NOW), shop.transactions,
+                 shop.members)
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         shop.catalogue[["sku", "category"]].to_parquet(settings.var_dir / "catalogue.parquet", index=False)
         with environment(service.env):
@@ -32,7 +38,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, shop, churn_result, recomm
             registry.log_churn(churn_result, data)
             registry.log_recommender(recommender_result, data)
             registry.audit.close()
-        service.key = ApiKeys(client).create("admin", name="reliability tests")
+        service.key = ApiKeys(client, clock=lambda: SERVICE_NOW).create("admin", name="reliability tests")
         service.members = shop.members["member_id"].astype(str).tolist()
         service.skus = shop.catalogue["sku"].astype(str).tolist()
         yield service

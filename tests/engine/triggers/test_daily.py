@@ -52,8 +52,8 @@ def test_a_run_that_crashed_mid_chunk_resumes_and_completes_once(make_triggers) 
 
         chunks = 0
 
-        def evaluate_members(self, member_ids, as_of):
-            result = super().evaluate_members(member_ids, as_of)
+        def evaluate_members(self, member_ids, as_of, run=None):
+            result = super().evaluate_members(member_ids, as_of, run)
             CrashAfterEmitting.chunks += 1
             if CrashAfterEmitting.chunks == 2:
                 raise SystemExit("killed")
@@ -69,6 +69,32 @@ def test_a_run_that_crashed_mid_chunk_resumes_and_completes_once(make_triggers) 
     keys = Counter(e["key"] for e in triggers.outbox())
     assert sorted(k.split("|")[1] for k in keys) == lapsed
     assert max(keys.values()) == 1  # the crashed chunk's entries were not added again (its markers were set)
+    # The run's figures count the crashed chunk's emissions once: emitted by this run, not "already".
+    stats = resumed.stats
+    assert (stats["members"], stats["emitted"], stats["entries"], stats["already"]) == (15, 10, 10, 0)
+
+
+def test_a_slow_worker_whose_chunk_was_claimed_counts_nothing_twice(make_triggers) -> None:
+    triggers = make_triggers({"lapsed.yaml": coupon_rule()})
+    lapsed, _ = lapsed_and_recent(triggers, lapsed=6, recent=3)
+
+    class Slow(DailyRun):
+        """Evaluates its first chunk, then (before committing it) another worker claims and finishes the run."""
+
+        def evaluate_members(self, member_ids, as_of, run=None):
+            result = super().evaluate_members(member_ids, as_of, run)
+            if not getattr(self, "overtaken", False):
+                self.overtaken = True
+                other = triggers.daily(worker="fast", chunk_size=3, claim_idle_seconds=0.0001).run(AS_OF)
+                assert other.status == "done"
+            return result
+
+    slow = Slow(triggers.store, triggers.rules, triggers.emitter,
+                triggers.settings.triggers.model_copy(update={"chunk_size": 3}), worker="slow")
+    report = slow.run(AS_OF)
+    assert report.status == "done" and report.chunks_done == report.chunks == 3
+    assert (report.stats["members"], report.stats["emitted"], report.stats["already"]) == (9, 6, 0)
+    assert sorted(e["member"] for e in triggers.outbox()) == lapsed
 
 
 def test_another_worker_claims_the_chunk_of_a_dead_one(make_triggers) -> None:
