@@ -19,8 +19,9 @@ from pathlib import Path
 import redis
 
 from engine.clock import utc_now
+from engine.keys import AUDIT_STREAM, AUDIT_STREAM_MAXLEN
+from engine.redis_circuit import REDIS_DOWN
 
-AUDIT_STREAM = "nbo:audit"
 PERSONAL_FIELDS = frozenset({"phone", "name", "email", "address", "birthday", "id_card"})
 
 
@@ -34,7 +35,7 @@ class AuditLog:
         clock: Callable[[], datetime] = utc_now,
         max_bytes: int = 10_000_000,
         backups: int = 10,
-        stream_maxlen: int = 1_000_000,
+        stream_maxlen: int = AUDIT_STREAM_MAXLEN,
     ) -> None:
         self.redis = client
         self.clock = clock
@@ -57,7 +58,7 @@ class AuditLog:
         if self.redis is not None:
             try:
                 self.redis.xadd(AUDIT_STREAM, {"entry": line}, maxlen=self.stream_maxlen, approximate=True)
-            except (redis.ConnectionError, redis.TimeoutError):
+            except REDIS_DOWN:
                 pass  # the file has it; the stream is a convenience for readers
         return entry
 

@@ -20,10 +20,11 @@ import redis
 
 from engine import measurement
 from engine.audit import AuditLog
+from engine.calendar import day_number
 from engine.clock import utc_now
 from engine.events import CouponRedeemedEvent
 from engine.feature_store import FeatureStore
-from engine.member_state import day_number
+from engine.keys import COUPON_KEEP_DAYS, DAY_SECONDS, coupon_key, issuance_key
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_LENGTH = 16
@@ -31,6 +32,8 @@ CODE_ENTROPY_BITS = CODE_LENGTH * 5
 STATUSES = ("issued", "seen", "redeemed", "expired")
 
 CouponKind = Literal["percent_off", "amount_off", "free_item"]
+CouponRefusal = Literal["not_found", "foreign", "redeemed", "expired"]
+"""Why a coupon cannot be redeemed: no such code, another member's, redeemed already, past its expiry."""
 
 
 @dataclass(frozen=True)
@@ -70,19 +73,15 @@ class Coupon:
 
 
 class CouponError(Exception):
-    """A coupon cannot be redeemed; ``status`` is the HTTP status that says why."""
+    """A coupon cannot be redeemed; ``reason`` says why (``CouponRefusal``), the message says it to a person."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, reason: CouponRefusal, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.reason = reason
 
-
-def coupon_key(code: str) -> str:
-    return f"cp:{{{code}}}"
-
-
-def issuance_key(member_id: str, key: str) -> str:
-    return f"m:{{{member_id}}}:cpi:{key}"
+    @classmethod
+    def not_found(cls, code: str) -> CouponError:
+        return cls("not_found", f"no coupon with code {code!r}")
 
 
 def new_code() -> str:
@@ -112,14 +111,14 @@ class CouponLedger:
         client: redis.Redis,
         audit: AuditLog | None = None,
         clock: Callable[[], datetime] = utc_now,
-        keep_days_after_expiry: int = 90,
+        keep_days_after_expiry: int = COUPON_KEEP_DAYS,
         store: FeatureStore | None = None,
     ) -> None:
         self.redis = client
         self.audit = audit
         self.store = store
         self.clock = clock
-        self.keep_seconds = keep_days_after_expiry * 86400
+        self.keep_seconds = keep_days_after_expiry * DAY_SECONDS
         self._redeem = client.register_script(_REDEEM_LUA)
 
     def issue(self, member_id: str, terms: CouponTerms, rule_id: str, channel: str, issuance: str,
@@ -128,7 +127,7 @@ class CouponLedger:
         now = self.clock()
         code = new_code()
         marker = issuance_key(member_id, issuance)
-        ttl = (terms.valid_days * 86400) + self.keep_seconds
+        ttl = (terms.valid_days * DAY_SECONDS) + self.keep_seconds
         if not self.redis.set(marker, code, nx=True, ex=ttl):
             code = self.redis.get(marker)
             existing = self.get(code)
@@ -149,6 +148,13 @@ class CouponLedger:
         if self.audit:
             self.audit.record("coupon.issued", actor=actor, subject=member_id, code_hint=code[-4:], rule_id=rule_id,
                               template=terms.template, value=terms.value, channel=channel, expires_at=coupon.expires_at)
+        return coupon
+
+    def coupon(self, code: str) -> Coupon:
+        """The coupon with this code; ``CouponError`` (``not_found``) if there is none."""
+        coupon = self.get(code)
+        if coupon is None:
+            raise CouponError.not_found(code)
         return coupon
 
     def get(self, code: str) -> Coupon | None:
@@ -178,7 +184,7 @@ class CouponLedger:
 
     def redeem(self, code: str, member_id: str | None, store_id: str | None, actor: str = "pos",
                basket_total: float | None = None) -> Coupon:
-        """Redeem once; raises ``CouponError`` (404 unknown, 403 another member's, 409 redeemed or expired).
+        """Redeem once; raises ``CouponError`` saying why not (``not_found``, ``foreign``, ``redeemed``, ``expired``).
 
         ``basket_total`` prices a percent-off coupon's cost (else its cap counts, or nothing)."""
         moment = self.clock()
@@ -186,14 +192,14 @@ class CouponLedger:
         outcome = self._redeem(keys=[coupon_key(code)], args=[member_id or "", now, store_id or ""])
         verdict = outcome[0]
         if verdict == "missing":
-            raise CouponError(404, f"no coupon with code {code!r}")
+            raise CouponError.not_found(code)
         if verdict == "foreign":
-            raise CouponError(403, "this coupon belongs to another member")
+            raise CouponError("foreign", "this coupon belongs to another member")
         if verdict == "redeemed":
             where = f" at store {outcome[2]}" if outcome[2] else ""
-            raise CouponError(409, f"coupon already redeemed on {outcome[1]}{where}")
+            raise CouponError("redeemed", f"coupon already redeemed on {outcome[1]}{where}")
         if verdict == "expired":
-            raise CouponError(409, f"coupon expired on {outcome[1]}")
+            raise CouponError("expired", f"coupon expired on {outcome[1]}")
         coupon = self.get(code)
         cost = coupon.terms.face_value(basket_total) if basket_total is not None or coupon.terms.kind != "percent_off" \
             else (coupon.terms.max_value or 0.0)

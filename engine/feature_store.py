@@ -1,9 +1,9 @@
 """The online member feature store: member state in Redis, events applied atomically, exactly once.
 
-Layout: every key of one member shares the hash tag ``{member_id}`` (same Redis Cluster slot):
-``m:{id}:p`` profile, ``m:{id}:mo`` monthly buckets (growth, spend, point lots), ``m:{id}:d`` daily
-buckets (spend, baskets), ``m:{id}:c`` category and ``m:{id}:i`` item counters, and one short-lived
-``m:{id}:e:<event_id>`` key per applied event (the exactly-once record).
+Layout (``engine.keys``): every key of one member shares the hash tag ``{member_id}`` (same Redis
+Cluster slot): ``m:{id}:p`` profile, ``m:{id}:mo`` monthly buckets (growth, spend, point lots),
+``m:{id}:d`` daily buckets (spend, baskets), ``m:{id}:c`` category and ``m:{id}:i`` item counters,
+and one short-lived ``m:{id}:e:<event_id>`` key per applied event (the exactly-once record).
 
 Ingestion reads the members of a batch in one round trip, folds each event with
 ``engine.member_state.apply_event`` and commits each member's changes with one Lua script that
@@ -25,6 +25,7 @@ import redis
 from engine.clock import utc_now
 from engine.events import Event, parse_event
 from engine.features import member_features
+from engine.keys import DAY_SECONDS, MEMBER_PROFILES, event_key, member_key, member_of, recommendations_key
 from engine.member_state import (
     INCREMENTED_PARTS,
     ITEMS,
@@ -34,9 +35,9 @@ from engine.member_state import (
     Changes,
     EventRejected,
     MemberState,
-    Programme,
     apply_event,
 )
+from engine.programme import Programme
 from engine.redis_server import queue_script
 
 FEATURE_PARTS: tuple[str, ...] = tuple(part for part in PARTS if part != ITEMS)
@@ -45,16 +46,6 @@ DAILY_BUCKET_DAYS = 400
 """Daily buckets older than this (behind the member's newest event) are pruned: windows stop at 365."""
 MAX_ATTEMPTS = 64
 WRITER_CACHE_MEMBERS = 50_000
-
-
-def member_key(member_id: str, part: str) -> str:
-    """The Redis key of one part of a member's state."""
-    return f"m:{{{member_id}}}:{part}"
-
-
-def event_key(member_id: str, event_id: str) -> str:
-    """The exactly-once record of one applied event."""
-    return f"m:{{{member_id}}}:e:{event_id}"
 
 
 @dataclass(frozen=True)
@@ -152,7 +143,7 @@ class FeatureStore:
         self.clock = clock
         self.future_tolerance = future_tolerance
         self._apply = client.register_script(_APPLY_LUA)
-        self._dedup_seconds = programme.settings.event_dedup_days * 86400
+        self._dedup_seconds = programme.settings.event_dedup_days * DAY_SECONDS
         # The profile and months this process last committed, per member. Safe to reuse because
         # every commit checks the stored version: a stale entry only costs a refused commit and
         # a re-read. It saves the read round trip and the parsing for members seen recently.
@@ -198,9 +189,8 @@ class FeatureStore:
 
     def member_ids(self, batch: int = 1000) -> Iterator[str]:
         """Every stored member id (SCAN; on a cluster, run per node)."""
-        for key in self.redis.scan_iter(match="m:{*}:p", count=batch):
-            text = key.decode() if isinstance(key, bytes) else key
-            yield text[3:text.rindex("}")]
+        for key in self.redis.scan_iter(match=MEMBER_PROFILES, count=batch):
+            yield member_of(key.decode() if isinstance(key, bytes) else key)
 
     def write_states(self, states: Mapping[str, MemberState]) -> None:
         """Write whole member states under the given ids, pipelined: a bulk load of history folded elsewhere
@@ -226,7 +216,7 @@ class FeatureStore:
         model_version: str | None = None,
         ttl_seconds: int | None = None,
     ) -> None:
-        """Store batch-scored top-N recommendations per member (``m:{id}:r``), pipelined.
+        """Store batch-scored top-N recommendations per member (``engine.keys.recommendations_key``), pipelined.
 
         Each item is ``(sku, score)`` or ``(sku, score, reason)``, best first; a member's previous
         list is replaced. ``ttl_seconds`` lets stale lists expire if batch scoring stops.
@@ -242,14 +232,14 @@ class FeatureStore:
                     for item in items
                 ],
             })
-            pipe.set(member_key(member_id, "r"), payload, ex=ttl_seconds)
+            pipe.set(recommendations_key(member_id), payload, ex=ttl_seconds)
         pipe.execute()
 
     def read_recommendations(self, member_id: str) -> dict[str, object] | None:
         """A member's stored recommendations ``{"model_version", "items": [{sku, score, reason}]}``, or None."""
         import json
 
-        raw = self.redis.get(member_key(member_id, "r"))
+        raw = self.redis.get(recommendations_key(member_id))
         if raw is None:
             return None
         return json.loads(raw)
@@ -418,4 +408,4 @@ def _encode(value: object) -> object:
     return repr(value) if isinstance(value, float) else value
 
 
-__all__ = ["FeatureStore", "IngestResult", "Rejection", "member_key", "event_key"]
+__all__ = ["FeatureStore", "IngestResult", "Rejection"]

@@ -12,17 +12,16 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from engine.calendar import day_number, day_to_date, from_local_seconds
 from engine.member_state import (
     MemberState,
-    Programme,
-    day_number,
-    day_to_date,
     effective_tier,
     growth_in_window,
     live_point_lots,
     lot_expiry_day,
     month_spend,
 )
+from engine.programme import Programme
 from engine.settings import TIERS
 
 WINDOWS: tuple[int, ...] = (30, 90, 365)
@@ -252,9 +251,7 @@ def _birthday_in(year: int, month: int, day: int) -> date:
 def _iso_local(seconds: object) -> str | None:
     if seconds is None:
         return None
-    from datetime import timedelta
-
-    return (datetime(1970, 1, 1) + timedelta(seconds=float(seconds))).isoformat(timespec="seconds")
+    return from_local_seconds(float(seconds)).isoformat(timespec="seconds")
 
 
 def _maybe_float(value: object) -> float | None:

@@ -17,14 +17,11 @@ import redis
 
 from engine.events import Event
 from engine.feature_store import FeatureStore, IngestResult
+from engine.keys import EVENTS_STREAM, EVENTS_STREAM_MAXLEN, INGEST_GROUP, REJECTED_EVENTS_STREAM, REJECTED_MAXLEN
 from engine.point_in_time import history_events
 from engine.streams import GroupConsumer
 
 log = logging.getLogger(__name__)
-
-EVENTS_STREAM = "nbo:events"
-REJECTED_STREAM = "nbo:events:rejected"
-CONSUMER_GROUP = "ingest"
 
 
 def backfill(
@@ -46,7 +43,7 @@ def backfill(
     return total
 
 
-def publish_events(client: redis.Redis, raw_events: Sequence[dict], maxlen: int = 1_000_000) -> list[str]:
+def publish_events(client: redis.Redis, raw_events: Sequence[dict], maxlen: int = EVENTS_STREAM_MAXLEN) -> list[str]:
     """Append raw events to the events stream (what a POS gateway or another service does)."""
     pipe = client.pipeline(transaction=False)
     for raw in raw_events:
@@ -80,7 +77,7 @@ class EventStreamConsumer(GroupConsumer):
         claim_idle_ms: int = 30_000,
         on_applied: Callable[[list[Event]], None] | None = None,
     ) -> None:
-        super().__init__(store.redis, EVENTS_STREAM, CONSUMER_GROUP, consumer, block_ms)
+        super().__init__(store.redis, EVENTS_STREAM, INGEST_GROUP, consumer, block_ms)
         self.store = store
         self.batch_size = batch_size
         self.claim_idle_ms = claim_idle_ms
@@ -92,11 +89,11 @@ class EventStreamConsumer(GroupConsumer):
         if not self._group_ready:
             self.ensure_group()
         _, claimed, *_ = self.redis.xautoclaim(
-            EVENTS_STREAM, CONSUMER_GROUP, self.consumer, min_idle_time=self.claim_idle_ms, count=self.batch_size
+            EVENTS_STREAM, INGEST_GROUP, self.consumer, min_idle_time=self.claim_idle_ms, count=self.batch_size
         )
         handled = self._handle(claimed)
         replies = self._blocking.xreadgroup(
-            CONSUMER_GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=self.batch_size,
+            INGEST_GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=self.batch_size,
             block=self.block_ms if not claimed else None,
         )
         for _, entries in replies or []:
@@ -118,10 +115,10 @@ class EventStreamConsumer(GroupConsumer):
         pipe = self.redis.pipeline(transaction=False)
         for rejection in result.rejected:
             entry_id = entries[rejection.index][0]
-            pipe.xadd(REJECTED_STREAM, {"entry": entry_id, "event_id": rejection.event_id or "", "reason": rejection.reason},
-                      maxlen=100_000, approximate=True)
+            pipe.xadd(REJECTED_EVENTS_STREAM, {"entry": entry_id, "event_id": rejection.event_id or "",
+                                               "reason": rejection.reason}, maxlen=REJECTED_MAXLEN, approximate=True)
         handled = [entry_id for entry_id, _ in entries]
-        pipe.xack(EVENTS_STREAM, CONSUMER_GROUP, *handled)
+        pipe.xack(EVENTS_STREAM, INGEST_GROUP, *handled)
         pipe.xdel(EVENTS_STREAM, *handled)
         pipe.execute()
         self.stats.read += len(entries)

@@ -24,23 +24,13 @@ from datetime import date, timedelta
 import numpy as np
 import redis
 
-from engine.feature_store import member_key
-from engine.member_state import DAYS, day_number, day_to_date
+from engine.calendar import day_number, day_to_date
+from engine.keys import EXPOSURE_TTL_SECONDS, exposures_key, member_key, rule_counters_key
+from engine.member_state import DAYS
 
 TREATMENT, HOLDOUT = "t", "h"
-EXPOSURE_TTL_SECONDS = 400 * 86_400
 COUNTERS = ("fired", "held", "issued", "redeemed", "cost")
 Z95 = 1.959964
-
-
-def exposures_key(rule_id: str, day: int) -> str:
-    """Members a rule reached (or held out) on a local day."""
-    return f"mx:{{{rule_id}}}:{day}"
-
-
-def counters_key(rule_id: str) -> str:
-    """A rule's daily counters (``<counter>|<day>``)."""
-    return f"ms:{{{rule_id}}}"
 
 
 def record_exposures(pipe: redis.client.Pipeline, rule_id: str, day: int, treatment: Iterable[str] = (),
@@ -55,14 +45,14 @@ def record_exposures(pipe: redis.client.Pipeline, rule_id: str, day: int, treatm
             count += 1
         if count:
             written = True
-            pipe.hincrby(counters_key(rule_id), f"{'fired' if group == TREATMENT else 'held'}|{day}", count)
+            pipe.hincrby(rule_counters_key(rule_id), f"{'fired' if group == TREATMENT else 'held'}|{day}", count)
     if written:
         pipe.expire(key, EXPOSURE_TTL_SECONDS)
 
 
 def count(pipe: redis.client.Pipeline | redis.Redis, rule_id: str, counter: str, day: int, amount: int = 1) -> None:
     """Add to one of a rule's daily counters (``issued``, ``redeemed``, ``cost`` in fen, ...)."""
-    pipe.hincrby(counters_key(rule_id), f"{counter}|{day}", amount)
+    pipe.hincrby(rule_counters_key(rule_id), f"{counter}|{day}", amount)
 
 
 @dataclass(frozen=True)
@@ -132,7 +122,7 @@ class Measurement:
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(exposures_key(rule_id, day))
-        pipe.hgetall(counters_key(rule_id))
+        pipe.hgetall(rule_counters_key(rule_id))
         *exposed_by_day, counters = pipe.execute()
         exposures = [(day, member, group) for day, exposed in zip(days, exposed_by_day)
                      for member, group in exposed.items()]

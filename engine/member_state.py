@@ -9,15 +9,12 @@ through the same function. There is no second implementation to drift.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from functools import lru_cache
-from zoneinfo import ZoneInfo
+from datetime import date
 
+from engine.calendar import day_number, local_seconds, month_index
 from engine.events import (
     CheckinEvent,
     ConsentEvent,
@@ -31,9 +28,8 @@ from engine.events import (
     RegisterEvent,
     ShareEvent,
 )
-from engine.settings import TIERS, Settings
-
-EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+from engine.programme import Programme
+from engine.settings import TIERS
 
 # Parts of a member's state; each is one Redis hash ``m:{id}:<part>``. Daily buckets hold
 # ``s<day>`` spend in fen and ``n<day>`` baskets, both integers.
@@ -56,58 +52,6 @@ PROFILE_FIELDS: dict[str, type] = {
 
 class EventRejected(ValueError):
     """The event is well-formed but cannot apply to this member (the reason says why)."""
-
-
-def day_number(d: date) -> int:
-    """Days since 1970-01-01 of a calendar date."""
-    return d.toordinal() - EPOCH_ORDINAL
-
-
-def day_to_date(day: int) -> date:
-    return date.fromordinal(day + EPOCH_ORDINAL)
-
-
-def local_seconds(local_ts: datetime) -> float:
-    """Seconds since 1970-01-01 00:00 of a local wall-clock time (independent of the host's zone)."""
-    return (local_ts - datetime(1970, 1, 1)).total_seconds()
-
-
-@lru_cache(maxsize=8192)
-def month_index(day: int) -> int:
-    """Months since year 0 of the month holding ``day`` (consecutive months differ by 1)."""
-    d = day_to_date(day)
-    return d.year * 12 + d.month - 1
-
-
-@dataclass(frozen=True)
-class Programme:
-    """The loyalty programme's rules as the fold needs them: thresholds, rates, time zone, hashing."""
-
-    settings: Settings
-    tz: ZoneInfo
-    _pii_secret: bytes = field(repr=False)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Programme:
-        return cls(settings=settings, tz=ZoneInfo(settings.timezone), _pii_secret=settings.pii_secret())
-
-    def local(self, ts: datetime) -> datetime:
-        """The stores' local wall-clock time of ``ts`` (naive timestamps are already local)."""
-        if ts.tzinfo is not None:
-            return ts.astimezone(self.tz).replace(tzinfo=None)
-        return ts
-
-    def aware(self, ts: datetime) -> datetime:
-        """``ts`` with a time zone (naive timestamps are the stores' local time)."""
-        return ts if ts.tzinfo is not None else ts.replace(tzinfo=self.tz)
-
-    def day_of(self, ts: datetime) -> int:
-        return day_number(self.local(ts).date())
-
-    def hash_pii(self, value: str) -> str:
-        """Keyed hash of a personal value (phone): comparable, never reversible without the key."""
-        normalised = "".join(ch for ch in value if ch.isdigit())
-        return hmac.new(self._pii_secret, normalised.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass

@@ -16,7 +16,8 @@ import pandas as pd
 
 from engine.events import Channels, Event, PurchaseEvent, PurchaseLine, RegisterEvent
 from engine.features import FEATURE_NAMES, member_features
-from engine.member_state import EventRejected, MemberState, Programme, apply_event
+from engine.member_state import EventRejected, MemberState, apply_event
+from engine.programme import Programme
 from engine.transactions import baskets
 
 

@@ -29,7 +29,9 @@ import redis
 
 log = logging.getLogger(__name__)
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+REDIS_DOWN: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+"""What a call raises when Redis is away: stopped (refused), hung (timed out) or behind an open circuit
+(``RedisCircuitOpen`` is a ``ConnectionError``). Callers that degrade catch exactly this; it is the only spelling."""
 
 
 class RedisCircuitOpen(redis.ConnectionError):

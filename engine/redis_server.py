@@ -31,7 +31,7 @@ import redis
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.commands.core import Script
 
-from engine.redis_circuit import circuit_options
+from engine.redis_circuit import REDIS_DOWN, circuit_options
 from engine.settings import Settings
 
 
@@ -71,7 +71,7 @@ class RedisServer:
         """Stop the server (SHUTDOWN NOSAVE, then a signal if it does not go)."""
         try:
             redis.Redis.from_url(self.url, socket_timeout=2).shutdown(nosave=True)
-        except (redis.ConnectionError, redis.ResponseError, redis.TimeoutError):
+        except (*REDIS_DOWN, redis.ResponseError):
             pass
         deadline = time.monotonic() + 5
         while _alive(self.pid) and time.monotonic() < deadline:
@@ -103,7 +103,7 @@ def start_redis_server(
         try:
             client.ping()
             break
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        except (*REDIS_DOWN, redis.BusyLoadingError):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on port {port} did not start; see {directory}") from None
             time.sleep(0.02)
@@ -280,7 +280,7 @@ def redis_cli_binary() -> str:
 def _cluster_ok(url: str) -> bool:
     try:
         info = redis.Redis.from_url(url, socket_timeout=1, decode_responses=True).cluster("info")
-    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+    except (*REDIS_DOWN, redis.ResponseError):
         return False
     return info.get("cluster_state") == "ok" if isinstance(info, dict) else "cluster_state:ok" in str(info)
 
@@ -298,5 +298,5 @@ def _alive(pid: int) -> bool:
 def _answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
-    except (redis.ConnectionError, redis.TimeoutError):
+    except REDIS_DOWN:
         return False

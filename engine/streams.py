@@ -12,9 +12,9 @@ import threading
 
 import redis
 
-log = logging.getLogger(__name__)
+from engine.redis_circuit import REDIS_DOWN
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+log = logging.getLogger(__name__)
 
 
 def ensure_group(client: redis.Redis, stream: str, group: str) -> None:

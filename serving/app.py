@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error handling, request metrics."""
+"""The FastAPI application: routers, error handling (``serving.errors``), request metrics."""
 
 from __future__ import annotations
 
@@ -6,17 +6,14 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-import pydantic_core
 import redis
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 
 from engine.clock import Clock
 from engine.settings import Settings, get_settings
 from serving.console import install_console
+from serving.errors import install_error_handlers
 from serving.routes import coupons, events, health, members, offers, reports
 from serving.routes import models as model_routes
 from serving.routes import rules as rule_routes
@@ -95,26 +92,6 @@ def create_app(
     app.include_router(rule_routes.router)
     install_console(app)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # A bug must not take the worker down or leak internals; the log has the traceback.
-        log.exception("unhandled error", extra={"route": request.url.path})
-        return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's own 422, serialised by pydantic: the errors echo the input, and Python's JSON parser
-        # accepts NaN and Infinity, which the standard encoder then refuses to write (that made a 500;
-        # orjson refused integers past 64 bits). NaN and infinities are written as null; the message
-        # still says what is wrong and where.
-        body = pydantic_core.to_json({"detail": jsonable_encoder(exc.errors())}, inf_nan_mode="null",
-                                     serialize_unknown=True)
-        return Response(body, status_code=422, media_type="application/json")
-
-    @app.exception_handler(redis.ConnectionError)
-    @app.exception_handler(redis.TimeoutError)
-    async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": "the feature store (Redis) is unavailable; retry shortly"}, status_code=503)
-
+    install_error_handlers(app)
     app.add_middleware(RequestMetrics)
     return app

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import redis
 
 from engine.clock import Clock, utc_now
-
-KEYS_HASH = "nbo:keys"
+from engine.keys import API_KEYS
+from engine.redis_circuit import REDIS_DOWN
 
 ROLES: tuple[str, ...] = ("pos", "app", "marketer", "data-scientist", "admin")
 
@@ -31,6 +31,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "reports:read": frozenset({"marketer", "data-scientist", "admin"}),
     "offers:try": frozenset({"marketer", "data-scientist", "admin"}),  # the console's "try it" (issues real coupons)
 }
+
+
+class OutOfScope(Exception):
+    """The key may not ask for this member or store (its scope is another region or store)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class ApiKeys:
         scope = parse_scope(scope)
         key = "nbo_" + secrets.token_urlsafe(32)
         record = {"role": role, "scope": scope, "name": name, "created": self.clock().isoformat()}
-        self.redis.hset(KEYS_HASH, _digest(key), json.dumps(record))
+        self.redis.hset(API_KEYS, _digest(key), json.dumps(record))
         return key
 
     def verify(self, key: str) -> ApiKey | None:
@@ -96,8 +100,8 @@ class ApiKeys:
         if cached and now - cached[0] < self.cache_seconds:
             return cached[1]
         try:
-            raw = self.redis.hget(KEYS_HASH, digest)
-        except (redis.ConnectionError, redis.TimeoutError):
+            raw = self.redis.hget(API_KEYS, digest)
+        except REDIS_DOWN:
             if cached:  # Redis is away: trust what we verified recently rather than fail scoring
                 return cached[1]
             raise

@@ -20,7 +20,9 @@ from rich.table import Table
 
 from engine.clock import Clock, clock_from_settings
 from engine.feature_store import FeatureStore
-from engine.member_state import Programme
+from engine.keys import member_key
+from engine.member_state import DAYS
+from engine.programme import Programme
 from engine.redis_server import RedisServer, client_from_url, start_redis_cluster, start_redis_server
 from engine.rules.benchmark import latency_percentiles_us
 from engine.settings import Settings
@@ -133,7 +135,7 @@ def run_ingest_benchmark(
                 t0 = time.perf_counter()
                 client.ping()
                 ping_samples.append(time.perf_counter() - t0)
-            days_per_member = client.hlen(f"m:{{{ids[0]}}}:d") // 2
+            days_per_member = client.hlen(member_key(ids[0], DAYS)) // 2
         finally:
             server.stop()
 

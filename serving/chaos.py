@@ -34,6 +34,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from engine.keys import OUTBOX_STREAM, coupon_key, daily_run_key, emission_marker_key, event_key, issuance_key
 from serving.benchmarks import BenchService, ServerProcess, environment
 from serving.load import LoadResult, fixed_rate, json_body
 from serving.soak import EVENTS, NBO, REDEEM, MixedTraffic
@@ -110,7 +111,7 @@ def _load_in_background(server: ServerProcess, key: str, factory, rate: float, s
 
 
 def _stream_events_applied(service: BenchService, prefix: str) -> int:
-    return sum(1 for _ in service.client().scan_iter(match=f"m:*:e:{prefix}*", count=5000))
+    return sum(1 for _ in service.client().scan_iter(match=event_key("*", f"{prefix}*"), count=5000))
 
 
 def redis_restart_under_load(service: BenchService, server: ServerProcess, seconds: float = 30, rate: float = 100,
@@ -162,8 +163,8 @@ def redis_restart_under_load(service: BenchService, server: ServerProcess, secon
                        _stream_events_applied(service, stream_prefix), stream_wait, every=1)
     applied = applied or _stream_events_applied(service, stream_prefix)
     client = service.client()
-    coupons = sum(1 for _ in client.scan_iter(match="cp:{*}", count=5000))
-    markers = sum(1 for _ in client.scan_iter(match="m:*:cpi:*", count=5000))
+    coupons = sum(1 for _ in client.scan_iter(match=coupon_key("*"), count=5000))
+    markers = sum(1 for _ in client.scan_iter(match=issuance_key("*", "*"), count=5000))
 
     full_after = [t for t, degraded, _ in traffic.answers if not degraded and t > started_at]
     nbo, events, redeem = (load.kinds.get(k, LoadResult()) for k in (NBO, EVENTS, REDEEM))
@@ -354,13 +355,10 @@ def daily_run_killed(service: BenchService, as_of: str = "2026-04-01", chunk_siz
     import sys
     from datetime import date
 
-    from engine.triggers import run_key
-    from engine.triggers.outbox import OUTBOX_STREAM
-
     outcome = FaultOutcome("daily run killed", f"nbo triggers run-daily --as-of {as_of} killed (SIGKILL) after "
                                                f"{kill_after_chunks} chunks of {chunk_size} members, then run again")
     client = service.client()
-    key = run_key(date.fromisoformat(as_of))
+    key = daily_run_key(date.fromisoformat(as_of))
     env = {**os.environ, **service.env, "NBO_TRIGGERS__CHUNK_SIZE": str(chunk_size)}
     command = [sys.executable, "-m", "serving.cli", "triggers", "run-daily", "--as-of", as_of, "--worker", "chaos"]
     log = service.root / "daily-run.log"
@@ -378,7 +376,7 @@ def daily_run_killed(service: BenchService, as_of: str = "2026-04-01", chunk_siz
     emitted = int(run.get("emitted", 0))
     # The emissions of the day: one marker per (rule, member); the outbox entries themselves may
     # already be delivered and deleted by a running server, whose deliveries must not repeat a key.
-    markers = list(client.scan_iter(match=f"m:{{*}}:ob:*|{period}", count=1000))
+    markers = list(client.scan_iter(match=emission_marker_key("*", "*", period), count=1000))
     deliveries = service.var_dir / "outbox" / "deliveries.jsonl"
     delivered = [json.loads(line)["key"] for line in deliveries.read_text().splitlines()] if deliveries.exists() else []
     delivered = [k for k in delivered if k.split("#")[0].endswith(f"|{period}")]

@@ -10,7 +10,7 @@ from pathlib import Path
 from engine.clock import clock_from_settings
 from engine.feature_store import FeatureStore
 from engine.ingestion import backfill
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.redis_server import connect
 from engine.settings import Settings
 from serving.auth import ApiKeys

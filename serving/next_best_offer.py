@@ -11,38 +11,35 @@ store, no coupons (nothing can be reserved or recorded). A missing model degrade
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import redis
 from prometheus_client import Counter
 
 from engine import measurement
 from engine.arbitration import NO_OUTLOOK, Candidate, Outlook, Ranked, Response, arbitrate
+from engine.clock import Clock
+from engine.coupons import CouponLedger
+from engine.feature_store import FeatureStore
 from engine.features import member_features
+from engine.keys import ANSWER_TTL_SECONDS, answer_key
 from engine.member_state import MemberState
-from engine.rules import BasketLine, RequestContext, action_body, action_kind
-from serving.auth import ApiKey
+from engine.programme import Programme
+from engine.redis_circuit import REDIS_DOWN
+from engine.rules import BasketLine, RequestContext, RuleLimits, RuleRuntime, action_body, action_kind
+from engine.settings import ArbitrationRules
+from serving.auth import ApiKey, OutOfScope
 from serving.schemas import ChurnOut, CouponOut, OfferOut, OfferRequest, OfferResponse, RecommendationOut
-from training.champions import MemberScores, ModelUnavailable
+from training.champions import ChampionModels, MemberScores, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
 OFFERS_MADE = Counter("nbo_offers_total", "offers made at checkout, by rule and kind", ["rule", "kind"])
 DEGRADED = Counter("nbo_degraded_answers_total", "answers made without the feature store or a model", ["why"])
-ANSWER_TTL_SECONDS = 86_400
 RECOMMENDATIONS = 5
 RANKED_FOR_RULES = 50
-
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-
-
-class OutOfScope(Exception):
-    """The key may not ask for this member or store."""
-
-
-def answer_key(member_id: str, request_id: str) -> str:
-    """Where the answer to a request is kept, so a retry gets the same answer (member's slot)."""
-    return f"m:{{{member_id}}}:nbo:{request_id}"
 
 
 @dataclass
@@ -57,17 +54,40 @@ class _Member:
 
 
 class NextBestOffer:
-    """Answers ``POST /v1/next-best-offer``; owns no state, only the services it is handed."""
+    """Answers ``POST /v1/next-best-offer``; owns no state, only the collaborators it is handed
+    (``serving.services.Services.build`` wires the real ones)."""
 
-    def __init__(self, services) -> None:
-        self.services = services
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        store: FeatureStore,
+        programme: Programme,
+        models: ChampionModels,
+        rules: RuleRuntime,
+        limits: RuleLimits,
+        coupons: CouponLedger,
+        catalogue: Mapping[str, str],
+        arbitration: ArbitrationRules,
+        clock: Clock,
+    ) -> None:
+        self.redis = client
+        self.store = store
+        self.programme = programme
+        self.models = models
+        self.rules = rules
+        self.limits = limits
+        self.coupons = coupons
+        self.catalogue = catalogue
+        """sku -> category: basket lines' categories for the rules, category recommendations."""
+        self.arbitration = arbitration
+        self.clock = clock
 
     def answer(self, request: OfferRequest, key: ApiKey) -> OfferResponse:
         """The answer for this checkout; the same ``request_id`` returns the same answer."""
-        services = self.services
         if key.scope is not None and key.scope.startswith("store:") and not key.covers(None, request.store_id):
             raise OutOfScope(f"this key is for {key.scope}; the request is for store {request.store_id}")
-        now = request.ts or services.clock()
+        now = request.ts or self.clock()
         member, remembered = self._member(request, now)
         if key.scope is not None and key.scope.startswith("region:") and member.state is not None:
             if not key.covers(member.state.profile.get("region"), None):
@@ -80,7 +100,7 @@ class NextBestOffer:
             else self._offers(request, member, churn, now, key)
         response = OfferResponse(
             request_id=request.request_id, member_id=request.member_id, offers=offers,
-            recommendations=recommendations, churn=churn, model_versions=services.models.versions,
+            recommendations=recommendations, churn=churn, model_versions=self.models.versions,
             degraded=bool(member.degraded), holdout=holdout, notes=notes,
         )
         if "redis" not in member.degraded:
@@ -89,11 +109,11 @@ class NextBestOffer:
 
     # --- the steps ---------------------------------------------------------------------------
 
-    def _remember(self, request: OfferRequest, response: OfferResponse, now) -> None:
+    def _remember(self, request: OfferRequest, response: OfferResponse, now: datetime) -> None:
         """Keep the answer for retries and record who each rule reached or held out (for lift), in one round trip."""
-        pipe = self.services.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=False)
         pipe.set(answer_key(request.member_id, request.request_id), response.model_dump_json(), ex=ANSWER_TTL_SECONDS)
-        day = self.services.programme.day_of(now)
+        day = self.programme.day_of(now)
         for rule_id in dict.fromkeys(offer.rule_id for offer in response.offers):
             measurement.record_exposures(pipe, rule_id, day, treatment=[request.member_id])
         for rule_id in response.holdout:
@@ -103,24 +123,22 @@ class NextBestOffer:
         except REDIS_DOWN:
             log.warning("could not remember an answer", extra={"request_id": request.request_id})
 
-    def _member(self, request: OfferRequest, now) -> tuple[_Member, OfferResponse | None]:
+    def _member(self, request: OfferRequest, now: datetime) -> tuple[_Member, OfferResponse | None]:
         """The member's state and features, and the answer already given to this request, in one round trip."""
-        services = self.services
         try:
-            state, raw = services.store.read_state_and(request.member_id,
-                                                       answer_key(request.member_id, request.request_id))
+            state, raw = self.store.read_state_and(request.member_id, answer_key(request.member_id, request.request_id))
         except REDIS_DOWN:
             DEGRADED.labels("redis").inc()
-            return _Member(None, member_features(None, now, services.programme), ["redis"]), None
+            return _Member(None, member_features(None, now, self.programme), ["redis"]), None
         if raw:
             return _Member(state, {}, []), OfferResponse.model_validate_json(raw)
-        return _Member(state, member_features(state, now, services.programme), []), None
+        return _Member(state, member_features(state, now, self.programme), []), None
 
     def _churn(self, member: _Member) -> ChurnOut:
-        version = self.services.models.versions.get("churn")
+        version = self.models.versions.get("churn")
         if member.state is None:
             return ChurnOut(probability=None, model_version=version)
-        member.scores = self.services.models.score_member(member.features)
+        member.scores = self.models.score_member(member.features)
         if member.scores.churn is None:
             DEGRADED.labels("churn_model").inc()
             member.degraded.append("churn_model")
@@ -132,7 +150,7 @@ class NextBestOffer:
         scores = member.scores
         if scores.ltv is not None:
             features["ltv"] = round(scores.ltv, 2)
-            features["ltv_model_version"] = self.services.models.versions.get("ltv")
+            features["ltv_model_version"] = self.models.versions.get("ltv")
         if scores.ltv is None and scores.response is None:
             return NO_OUTLOOK
         response = scores.response
@@ -145,7 +163,7 @@ class NextBestOffer:
         who = member.state if member.state is not None else request.member_id
         try:
             # Deeper than the answer's list: category recommendations of the rules pick from it too.
-            member.ranked = self.services.models.recommend(who, basket, RANKED_FOR_RULES)
+            member.ranked = self.models.recommend(who, basket, RANKED_FOR_RULES)
         except ModelUnavailable:
             DEGRADED.labels("recommender").inc()
             member.degraded.append("recommender")
@@ -153,23 +171,23 @@ class NextBestOffer:
         return [RecommendationOut(sku=r.sku, score=round(float(r.score), 4), reason=r.reason)
                 for r in member.ranked[:RECOMMENDATIONS]]
 
-    def _offers(self, request: OfferRequest, member: _Member, churn: ChurnOut, now, key: ApiKey):
+    def _offers(self, request: OfferRequest, member: _Member, churn: ChurnOut, now: datetime,
+                key: ApiKey) -> tuple[list[OfferOut], list[str], list[str]]:
         """Rules -> arbitration -> holdouts and limits -> coupons; returns (offers, holdout, notes)."""
-        services = self.services
         features = dict(member.features)
         if churn.probability is not None:
             features["churn_probability"] = churn.probability
         outlook = self._outlook(member, features)
         candidates, holdout = self._candidates(request, member, features, now)
-        ranked, dropped = arbitrate(candidates, features, request.basket_total, request.channel,
-                                    services.settings.arbitration, outlook)
+        ranked, dropped = arbitrate(candidates, features, request.basket_total, request.channel, self.arbitration,
+                                    outlook)
         notes = [f"{d.candidate.rule_id}: {d.why}" for d in dropped]
         kept, refused, reservations = self._reserve_all(ranked, request, now)
         notes += refused
         # Commit each rule's reservation before making its offers: a hold that expired is not spent.
         committed = {}
         for rule_id, reservation in reservations.items():
-            committed[rule_id] = reservation.granted and services.limits.commit(reservation)
+            committed[rule_id] = reservation.granted and self.limits.commit(reservation)
             if reservation.granted and not committed[rule_id]:
                 notes.append(f"{rule_id}: its reservation expired before the offer was made")
         offers = [self._make(offer, request, key) for offer in kept if committed[offer.candidate.rule_id]]
@@ -179,7 +197,7 @@ class NextBestOffer:
         candidate = offer.candidate
         coupon = None
         if candidate.coupon is not None:
-            issued = self.services.coupons.issue(
+            issued = self.coupons.issue(
                 request.member_id, candidate.coupon, candidate.rule_id, request.channel,
                 issuance=f"nbo:{request.request_id}:{candidate.rule_id}", actor=f"key:{key.key_id}")
             coupon = CouponOut(code=issued.code, template=issued.terms.template, kind=issued.terms.kind,
@@ -196,16 +214,16 @@ class NextBestOffer:
 
     # --- the rules' part ----------------------------------------------------------------------
 
-    def _candidates(self, request: OfferRequest, member: _Member, features: dict, now) -> tuple[list[Candidate], list[str]]:
+    def _candidates(self, request: OfferRequest, member: _Member, features: dict,
+                    now: datetime) -> tuple[list[Candidate], list[str]]:
         """The checkout rules that fired, as candidates (one per action), and the rules holding this member out."""
-        services = self.services
-        catalogue = services.catalogue
+        catalogue = self.catalogue
         context = RequestContext(
             at=now, member_id=request.member_id, store_id=request.store_id, channel=request.channel,
             basket=[BasketLine(sku=line.sku, qty=line.qty, price=line.price, category=catalogue.get(line.sku))
                     for line in request.basket],
         )
-        evaluation = services.rules.evaluate("checkout", features, context)
+        evaluation = self.rules.evaluate("checkout", features, context)
         basket = {line.sku for line in request.basket}
         candidates: list[Candidate] = []
         for firing in evaluation.offers:
@@ -236,11 +254,12 @@ class NextBestOffer:
         chosen = [sku for sku in action.skus if not (action.exclude_basket and sku in basket)]
         if action.categories and len(chosen) < action.k:
             wanted = set(action.categories)
-            catalogue = self.services.catalogue
+            catalogue = self.catalogue
             chosen += [r.sku for r in member.ranked if catalogue.get(r.sku) in wanted and r.sku not in chosen]
         return chosen[: action.k]
 
-    def _reserve_all(self, ranked: list[Ranked], request: OfferRequest, now) -> tuple[list[Ranked], list[str], dict]:
+    def _reserve_all(self, ranked: list[Ranked], request: OfferRequest,
+                     now: datetime) -> tuple[list[Ranked], list[str], dict]:
         """Holdouts are already out; take each rule's cap and budget share atomically, best offers first."""
         kept, notes, granted = [], [], {}
         for offer in ranked:
@@ -248,8 +267,8 @@ class NextBestOffer:
             if firing.rule_id not in granted:
                 same_rule = [o.candidate for o in ranked if o.candidate.rule_id == firing.rule_id]
                 coupons = sum(c.kind == "coupon" for c in same_rule)
-                reservation = self.services.limits.reserve(firing.rule, request.member_id, now, request.store_id,
-                                                           coupons=coupons, amount=firing.face_value if coupons else 0.0)
+                reservation = self.limits.reserve(firing.rule, request.member_id, now, request.store_id,
+                                                  coupons=coupons, amount=firing.face_value if coupons else 0.0)
                 granted[firing.rule_id] = reservation
                 if not reservation.granted:
                     notes.append(f"{firing.rule_id}: {reservation.reason}")

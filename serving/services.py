@@ -1,12 +1,17 @@
-"""What a running service owns: settings, Redis, the feature store, keys, audit, coupons; built once, closed once."""
+"""What a running service owns, built once (``Services.build``: every collaborator wired in one place) and closed once.
+
+Routes get it through ``serving.dependencies.ServicesDep``; the checkout decision, the daily run
+and the delivery worker get the collaborators they use as named constructor parameters from here.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import redis
@@ -14,10 +19,12 @@ import redis
 from engine.audit import AuditLog
 from engine.clock import Clock, clock_from_settings
 from engine.coupons import CouponLedger
+from engine.events import Event
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer
-from engine.measurement import Measurement
-from engine.member_state import Programme
+from engine.measurement import Measurement, RuleReport
+from engine.programme import Programme
+from engine.redis_circuit import REDIS_DOWN
 from engine.redis_server import connect
 from engine.rules import RuleLimits, RuleRuntime, start_watching
 from engine.settings import Settings
@@ -31,6 +38,7 @@ from engine.triggers import (
     server_worker_name,
 )
 from serving.auth import ApiKeys
+from serving.next_best_offer import NextBestOffer
 from training.champions import ChampionModels, ModelUnavailable
 
 
@@ -64,6 +72,8 @@ class Services:
     emitter: Emitter
     event_triggers: EventTriggers
     measurement: Measurement
+    next_best_offer: NextBestOffer
+    """The checkout decision (``POST /v1/next-best-offer`` and the console's "try it")."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -90,25 +100,29 @@ class Services:
             log.error("rules did not load", extra={"problems": [str(p) for p in report.errors][:20]})
         limits = RuleLimits(client, programme.tz)
         emitter = Emitter(client, limits, programme)
+        coupons = CouponLedger(client, audit, clock=clock, store=store)
+        models = models if models is not None else ChampionModels.from_settings(settings).load()
         return cls(
             settings=settings, programme=programme, redis=client, store=store, keys=ApiKeys(client, clock=clock), clock=clock,
-            audit=audit, coupons=CouponLedger(client, audit, clock=clock, store=store),
-            models=models if models is not None else ChampionModels.from_settings(settings).load(),
-            rules=rules, limits=limits, catalogue=catalogue, emitter=emitter,
+            audit=audit, coupons=coupons, models=models, rules=rules, limits=limits, catalogue=catalogue, emitter=emitter,
             event_triggers=EventTriggers(store, rules, emitter, catalogue),
             measurement=Measurement(client, settings.triggers.attribution_days, settings.arbitration.margin_rate),
+            next_best_offer=NextBestOffer(client=client, store=store, programme=programme, models=models, rules=rules,
+                                          limits=limits, coupons=coupons, catalogue=catalogue,
+                                          arbitration=settings.arbitration, clock=clock),
         )
 
-    def today(self):
+    def today(self) -> date:
         """The stores' local date now (by the service's clock)."""
         return self.programme.local(self.clock()).date()
 
     def daily_run(self, worker: str | None = None) -> DailyRun:
         """The daily rules over every member (churn scored by the champion model when a rule reads it)."""
-        return DailyRun(self.store, self.rules, self.emitter, self.settings.triggers, score_churn=self.score_churn,
-                        worker=worker)
+        return DailyRun(client=self.redis, store=self.store, programme=self.programme, rules=self.rules,
+                        emitter=self.emitter, settings=self.settings.triggers, clock=self.clock,
+                        score_churn=self.score_churn, worker=worker)
 
-    def score_churn(self, features) -> float | None:
+    def score_churn(self, features: Mapping[str, object]) -> float | None:
         """The champion churn model's probability for a feature vector, or None without a model."""
         try:
             return self.models.score_churn(features)
@@ -118,22 +132,23 @@ class Services:
     def outbox_consumer(self, consumer: str) -> OutboxConsumer:
         """A consumer of the coupon outbox delivering through the configured adapter."""
         adapter = adapter_from_settings(self.settings.triggers, self.settings.var_dir)
-        return OutboxConsumer(self.store, self.coupons, adapter, self.settings.triggers, consumer, audit=self.audit,
-                              clock=self.clock)
+        return OutboxConsumer(client=self.redis, store=self.store, programme=self.programme, coupons=self.coupons,
+                              adapter=adapter, settings=self.settings.triggers, clock=self.clock, consumer=consumer,
+                              audit=self.audit)
 
-    def rule_reports(self, since, until, period: str = "month"):
+    def rule_reports(self, since: date, until: date, period: str = "month") -> list[RuleReport]:
         """Measurement of every live rule over exposures from ``since`` to ``until`` (``engine.measurement``)."""
         compiled = self.rules.compiled
         rules = [(r.id, r.checked.rule.name, r.trigger) for r in compiled.rules] if compiled else []
         return self.measurement.report(rules, since, until, period)
 
-    def after_ingest(self, applied) -> None:
+    def after_ingest(self, applied: Sequence[Event]) -> None:
         """Event triggers for applied events; a failure is logged, the events stay applied."""
         if not applied or not self.settings.triggers.event_triggers:
             return
         try:
             self.event_triggers.after_ingest(applied)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             log.warning("event triggers skipped: redis unavailable (%s)", type(exc).__name__)
         except Exception:  # a rule bug must not stop ingestion (the events are applied already)
             log.exception("event triggers failed; the events stay applied")

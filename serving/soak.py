@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import threading
 import time
 from collections import Counter, deque
@@ -29,32 +28,20 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.clock import Clock, utc_now
+from engine.keys import KINDS, kind_of
 from serving.benchmarks import BenchService, ServerProcess
 from serving.load import LoadResult, fixed_rate, json_body
 
 NBO, EVENTS, REDEEM = "next-best-offer", "events", "redeem"
 
-KEY_KINDS: tuple[tuple[str, re.Pattern, bool], ...] = (
-    # (kind, pattern, must expire)
-    ("answer", re.compile(r"^m:\{[^}]+\}:nbo:"), True),
-    ("event dedup", re.compile(r"^m:\{[^}]+\}:e:"), True),
-    ("coupon issuance", re.compile(r"^m:\{[^}]+\}:cpi:"), True),
-    ("coupon", re.compile(r"^cp:\{[^}]+\}$"), True),
-    ("member rule cap", re.compile(r"^m:\{[^}]+\}:rl:"), False),
-    ("trigger emission marker", re.compile(r"^m:\{[^}]+\}:ob:"), True),
-    ("trigger delivery marker", re.compile(r"^m:\{[^}]+\}:dl:"), True),
-    ("member profile", re.compile(r"^m:\{[^}]+\}:p$"), False),
-    ("member state", re.compile(r"^m:\{[^}]+\}:[a-z]+$"), False),
-    ("rule budget", re.compile(r"^rl:\{[^}]+\}:"), False),
-    ("rule measurement", re.compile(r"^m[sx]:\{[^}]+\}"), False),
-    ("daily run", re.compile(r"^run:\{daily:[0-9-]+\}"), True),
-    ("service", re.compile(r"^nbo:"), False),
-)
-"""What each Redis key is; the first pattern that matches names it (a key none matches is 'unknown')."""
+UNKNOWN = "unknown"
+"""The census's name for a key that no kind of ``engine.keys.KINDS`` explains."""
 
 
 def key_kind(key: str) -> str:
-    return next((kind for kind, pattern, _ in KEY_KINDS if pattern.match(key)), "unknown")
+    """The name of the key's kind (``engine.keys``), or 'unknown'."""
+    kind = kind_of(key)
+    return kind.name if kind is not None else UNKNOWN
 
 
 @dataclass
@@ -69,7 +56,7 @@ class KeyCensus:
     @classmethod
     def take(cls, client: redis.Redis) -> KeyCensus:
         census = cls(used_memory=int(client.info("memory")["used_memory"]))
-        must_expire = {kind for kind, _, expires in KEY_KINDS if expires}
+        must_expire = {kind.name for kind in KINDS if kind.expires}
         batch: list[str] = []
 
         def check_ttls() -> None:
@@ -85,7 +72,7 @@ class KeyCensus:
             key = key.decode() if isinstance(key, bytes) else key
             kind = key_kind(key)
             census.counts[kind] += 1
-            if kind == "unknown" and len(census.unknown_sample) < 5:
+            if kind == UNKNOWN and len(census.unknown_sample) < 5:
                 census.unknown_sample.append(key)
             if kind in must_expire:
                 batch.append(key)
@@ -338,7 +325,7 @@ def run_soak(service: BenchService, seconds: float, rate: float, workers: int = 
 
 def soak_checks(load: LoadResult, stats: Counter, start: KeyCensus, end: KeyCensus) -> dict[str, tuple[bool, str]]:
     """The checks that do not depend on timing: errors, TTLs, and key growth explained by the traffic."""
-    grown = {kind: end.counts[kind] - start.counts[kind] for kind, _, _ in KEY_KINDS}
+    grown = {kind.name: end.counts[kind.name] - start.counts[kind.name] for kind in KINDS}
     without_ttl = sum(end.without_ttl.values())
     return {
         "no 5xx": (load.server_errors == 0, f"{load.server_errors} of {load.sent}"),
@@ -347,7 +334,7 @@ def soak_checks(load: LoadResult, stats: Counter, start: KeyCensus, end: KeyCens
                                          f"{stats['retries answered with other coupons']} differed"),
         "expiring keys have a TTL": (without_ttl == 0, ", ".join(f"{k}: {v}" for k, v in end.without_ttl.items())
                                      or "all answer, dedup, issuance and coupon keys expire"),
-        "no unknown keys": (end.counts["unknown"] == 0, f"{end.counts['unknown']} {end.unknown_sample}"),
+        "no unknown keys": (end.counts[UNKNOWN] == 0, f"{end.counts[UNKNOWN]} {end.unknown_sample}"),
         "answers kept <= full answers": (grown["answer"] <= stats["full answers"],
                                          f"+{grown['answer']} keys for {stats['full answers']} full answers"),
         # A redemption is applied to the member as a coupon_redeemed event (exactly once per code), and
@@ -389,7 +376,7 @@ def print_soak(report: SoakReport, console: Console) -> None:
     keys = Table(title="Redis keys by kind")
     for column in ("kind", "start", "end", "must expire", "without TTL"):
         keys.add_column(column, justify="right" if column != "kind" else "left")
-    for kind, _, expires in (*KEY_KINDS, ("unknown", None, False)):
+    for kind, expires in (*((k.name, k.expires) for k in KINDS), (UNKNOWN, False)):
         keys.add_row(kind, f"{report.keys_start.counts[kind]:,}", f"{report.keys_end.counts[kind]:,}",
                      "yes" if expires else "", f"{report.keys_end.without_ttl[kind]:,}" if expires else "")
     console.print(keys)

@@ -2,13 +2,19 @@
 
 ``pytest --redis-cluster`` (``make cluster-test``) runs the tests marked ``cluster`` against a
 3-master Redis Cluster of real redis-server processes instead, and deselects the others.
+
+``NBO_TEST_CLOCK`` (``make test-clock``) moves the wall clock of the whole run to that moment, in
+process with time-machine (libfaketime hangs ``time.sleep`` and spins redis-server on these
+machines); the monotonic clock is left alone, so timeouts and waits work. The servers and commands
+a test starts get the same moment through the product's own clock setting (``NBO_NOW``), unless
+the test pins its own. A test that passes only at some hours, dates or host zones fails there.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import hypothesis
@@ -16,7 +22,7 @@ import pytest
 import redis
 
 from engine.feature_store import FeatureStore
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.redis_server import (
     RedisClusterServers,
     RedisServer,
@@ -35,11 +41,38 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 
 
+TEST_CLOCK = os.environ.get("NBO_TEST_CLOCK")
+"""The moment ``make test-clock`` runs the suite at (ISO 8601 with an offset), or None: the real clock."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if TEST_CLOCK:
+        import time_machine
+
+        traveller = time_machine.travel(datetime.fromisoformat(TEST_CLOCK), tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+        os.environ["NBO_NOW"] = datetime.now(UTC).isoformat()  # for processes the session's fixtures start
     config.addinivalue_line("markers", "cluster: also runs against a local 3-master Redis Cluster "
                             "(pytest --redis-cluster, make cluster-test)")
     config.addinivalue_line("markers", "fuzz: hypothesis fuzzing; make fuzz runs these with NBO_FUZZ_SCALE times "
                             "the examples")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Say how to repeat this run (``-q`` hides the header where pytest-randomly prints its seed)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"tests in random order: repeat this order with --randomly-seed={seed}")
+    if TEST_CLOCK:
+        terminalreporter.write_line(f"clock moved to {TEST_CLOCK}, TZ={os.environ.get('TZ', 'unset')}")
+
+
+@pytest.fixture(autouse=True)
+def _processes_share_the_moved_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the clock moved, a server or command a test starts begins at the suite's "now" (``NBO_NOW``)."""
+    if TEST_CLOCK:
+        monkeypatch.setenv("NBO_NOW", datetime.now(UTC).isoformat())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

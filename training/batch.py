@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
+from engine.calendar import day_number
 from engine.feature_store import FeatureStore
 from engine.features import member_features
-from engine.member_state import day_number
 from training.champions import ChampionModels
 
 

@@ -55,7 +55,7 @@ def run_model_benchmark(
     data_dir: Path, console: Console, als_members: int = 64_000, k: int = 10
 ) -> ModelBenchmarkResult:
     """Train and evaluate both models on each real log in ``data_dir``, time ALS at scale and one request."""
-    from engine.member_state import Programme
+    from engine.programme import Programme
     from engine.settings import Settings
     from training.churn import train_churn
     from training.data import load_transactions

@@ -41,8 +41,8 @@ from datetime import date, datetime, time, timedelta
 import numpy as np
 import pandas as pd
 
-from engine.member_state import Programme
 from engine.point_in_time import features_as_of, features_as_of_dates
+from engine.programme import Programme
 from training.churn_model import MODEL_INPUTS, NUMERIC_FEATURES, ChurnModel, input_frame
 from training.steps import StepTimes
 

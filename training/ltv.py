@@ -32,7 +32,7 @@ from datetime import date, datetime, time, timedelta
 import numpy as np
 import pandas as pd
 
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.point_in_time import features_as_of_dates
 from training.churn import MIN_TRAIN_MEMBERS, ChurnParams, ChurnSplit, _iso, check_history_covers
 from training.churn_model import MODEL_INPUTS, NUMERIC_FEATURES, ChurnModel, input_frame

@@ -30,7 +30,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.point_in_time import features_as_of_dates
 from engine.settings import ArbitrationRules
 from training.churn import ChurnParams, churn_metrics

@@ -50,7 +50,7 @@ def train_churn_command(
     register: bool = True,
 ) -> TrainingRun:
     """``nbo train churn``: train, evaluate against baselines, log and register, write the metrics JSON."""
-    from engine.member_state import Programme
+    from engine.programme import Programme
     from training.churn import train_churn
 
     programme = Programme.from_settings(settings)
@@ -69,7 +69,7 @@ def train_ltv_command(
     register: bool = True,
 ) -> TrainingRun:
     """``nbo train ltv``: train, evaluate against last-period spend and BG/NBD + Gamma-Gamma, log and register."""
-    from engine.member_state import Programme
+    from engine.programme import Programme
     from training.ltv import train_ltv
 
     programme = Programme.from_settings(settings)
@@ -92,7 +92,7 @@ def train_response_command(
     """``nbo train response``: the uplift model on recorded exposures vs random and the hand-set propensity."""
     import pandas as pd
 
-    from engine.member_state import Programme
+    from engine.programme import Programme
     from training.response import read_exposures, train_response
 
     programme = Programme.from_settings(settings)

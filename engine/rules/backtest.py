@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from engine.features import FEATURES_BY_NAME
-from engine.member_state import Programme
 from engine.point_in_time import features_as_of
+from engine.programme import Programme
 from engine.rules.compiler import CompiledRule, CompiledRules, compile_rules
 from engine.rules.context import LIST_LENGTH_SUFFIX, FactBuilder, RequestContext
 from engine.rules.limits import holdout_mask, member_hashes

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.rules.backtest import backtest
 from engine.rules.compiler import compile_rules
 from engine.rules.context import RequestContext

@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.calendar import day_number
 from engine.events import EVENT_TYPES, Event, PurchaseEvent
 from engine.features import FEATURES, FeatureDef
-from engine.member_state import day_number
 from engine.rules.conditions import Vocabulary
 
 TRIGGERS: tuple[str, ...] = ("checkout", "schedule.daily", *(f"event.{t}" for t in EVENT_TYPES), "event.tier_change")

@@ -15,8 +15,10 @@ from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from engine.calendar import day_number
 from engine.features import member_features
-from engine.member_state import MemberState, Programme, day_number
+from engine.member_state import MemberState
+from engine.programme import Programme
 from engine.rules.compiler import CompiledRule
 from engine.rules.conditions import atoms
 from engine.rules.context import LIST_LENGTH_SUFFIX, RequestContext, vocabulary

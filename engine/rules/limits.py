@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import redis
 
+from engine.keys import rule_budget_keys, rule_cap_key
 from engine.redis_server import queue_script
 from engine.rules.schema import Budget, Rule
 
@@ -223,16 +224,6 @@ class BudgetUse:
     amount_total: float | None
 
 
-def member_key(member_id: str, rule_id: str) -> str:
-    """The member's reservations for a rule: in the member's hash slot with the rest of the member."""
-    return f"m:{{{member_id}}}:rl:{rule_id}"
-
-
-def _rule_keys(rule_id: str) -> list[str]:
-    return [f"rl:{{{rule_id}}}:used", f"rl:{{{rule_id}}}:holds", f"rl:{{{rule_id}}}:records",
-            f"rl:{{{rule_id}}}:committed"]
-
-
 def period_key(period: str, local_day: date) -> str:
     """The calendar period a budget counts in (local dates): ``total``, ``d2026-03-01``, ``w2026-09``, ``m2026-03``."""
     if period == "total":
@@ -291,7 +282,7 @@ class RuleLimits:
             pipe = self.redis.pipeline(transaction=False)
             for i in capped:
                 ask, (count, days), _, base = plans[i]
-                queue_script(pipe, self._member_cap, [member_key(ask.member_id, ask.rule.id)],
+                queue_script(pipe, self._member_cap, [rule_cap_key(ask.member_id, ask.rule.id)],
                              [base["token"], self._ms(ask.now), (days or 0) * DAY_MS, count])
             for i, granted in zip(capped, pipe.execute()):
                 if not granted:
@@ -310,13 +301,13 @@ class RuleLimits:
                     args += [f"c|{field_prefix}", f"a|{field_prefix}",
                              budget.coupons if budget.coupons is not None else -1,
                              round(budget.amount * 100) if budget.amount is not None else -1]
-                queue_script(pipe, self._budget, _rule_keys(ask.rule.id), args)
+                queue_script(pipe, self._budget, rule_budget_keys(ask.rule.id), args)
             give_back = self.redis.pipeline(transaction=False)
             for i, result in zip(budgeted, pipe.execute()):
                 if int(result[0]) != 1:
                     ask, cap, budgets, base = plans[i]
                     if cap is not None:
-                        give_back.zrem(member_key(ask.member_id, ask.rule.id), base["token"])
+                        give_back.zrem(rule_cap_key(ask.member_id, ask.rule.id), base["token"])
                     refused[i] = f"{budgets[int(result[2]) - 1][0]} budget of {_text(result[1])} spent"
             if len(give_back):
                 give_back.execute()
@@ -337,13 +328,13 @@ class RuleLimits:
         for i in settling:
             r = reservations[i]
             at_ms = self._ms(r.at) if r.at is not None else 0
-            queue_script(pipe, self._settle, _rule_keys(r.rule_id), [r.token, "commit", at_ms, "1" if r.idempotent else "0"])
+            queue_script(pipe, self._settle, rule_budget_keys(r.rule_id), [r.token, "commit", at_ms, "1" if r.idempotent else "0"])
         lost = self.redis.pipeline(transaction=False)
         for i, settled in zip(settling, pipe.execute()):
             results[i] = bool(settled)
             r = reservations[i]
             if not settled and r.has_cap:
-                lost.zrem(member_key(r.member_id, r.rule_id), r.token)
+                lost.zrem(rule_cap_key(r.member_id, r.rule_id), r.token)
         if len(lost):
             lost.execute()
         return results
@@ -353,9 +344,9 @@ class RuleLimits:
         if not reservation.granted:
             return
         if reservation.has_budget:
-            self._settle(keys=_rule_keys(reservation.rule_id), args=[reservation.token, "release", 0, "0"])
+            self._settle(keys=rule_budget_keys(reservation.rule_id), args=[reservation.token, "release", 0, "0"])
         if reservation.has_cap:
-            self.redis.zrem(member_key(reservation.member_id, reservation.rule_id), reservation.token)
+            self.redis.zrem(rule_cap_key(reservation.member_id, reservation.rule_id), reservation.token)
 
     def usage(self, rule: Rule, now: datetime, store_id: str | None = None) -> list[BudgetUse]:
         """What each budget of the rule has used in the current period (holds included)."""
@@ -363,7 +354,7 @@ class RuleLimits:
         if not budgets:
             return []
         fields = [f for _, _, prefix in budgets for f in (f"c|{prefix}", f"a|{prefix}")]
-        values = self.redis.hmget(_rule_keys(rule.id)[0], fields)
+        values = self.redis.hmget(rule_budget_keys(rule.id)[0], fields)
         uses = []
         for i, (label, budget, prefix) in enumerate(budgets):
             coupons, fen = values[2 * i], values[2 * i + 1]

@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from engine.calendar import day_number
 from engine.features import FeatureDef
-from engine.member_state import day_number
 from engine.rules.conditions import (
     MAX_TEXT_LENGTH,
     AllOf,

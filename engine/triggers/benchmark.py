@@ -21,15 +21,16 @@ from typing import Any
 import redis
 
 from engine.feature_store import FeatureStore
-from engine.member_state import Programme
+from engine.keys import OUTBOX_STREAM
 from engine.point_in_time import fold_history, history_events
+from engine.programme import Programme
 from engine.redis_server import start_redis_server
 from engine.rules import RuleLimits, RuleRuntime
 from engine.settings import Settings
 from engine.synthetic import generate
 from engine.triggers.daily import DailyRun
 from engine.triggers.on_event import EventTriggers
-from engine.triggers.outbox import OUTBOX_STREAM, Emitter
+from engine.triggers.outbox import Emitter
 
 START = date(2026, 1, 1)
 
@@ -43,9 +44,15 @@ def _parts(url: str, settings: Settings, rules_dir: Path) -> tuple[FeatureStore,
     return store, rules, Emitter(client, RuleLimits(client, programme.tz), programme)
 
 
+def _daily_run(store: FeatureStore, rules: RuleRuntime, emitter: Emitter, settings: Settings,
+               worker: str | None = None) -> DailyRun:
+    return DailyRun(client=store.redis, store=store, programme=store.programme, rules=rules, emitter=emitter,
+                    settings=settings.triggers, clock=store.clock, worker=worker)
+
+
 def _daily_worker(url: str, settings: Settings, rules_dir: Path, as_of: date, worker: str) -> None:
     store, rules, emitter = _parts(url, settings, rules_dir)
-    DailyRun(store, rules, emitter, settings.triggers, worker=worker).run(as_of)
+    _daily_run(store, rules, emitter, settings, worker).run(as_of)
 
 
 def load_members(store: FeatureStore, base: int, days: int, copies: int, seed: int = 7) -> dict[str, Any]:
@@ -93,7 +100,7 @@ def run_triggers_benchmark(members: int, base: int, days: int, workers: int, eve
             for process in processes:
                 process.join()
             seconds = time.perf_counter() - started
-            report = DailyRun(store, rules, emitter, settings.triggers).report(as_of)
+            report = _daily_run(store, rules, emitter, settings).report(as_of)
             results["daily"] = {"members": loaded["members"], "workers": workers, "seconds": round(seconds, 1),
                                 "us_per_member": round(seconds / loaded["members"] * 1e6 * workers, 1),
                                 "status": report.status, **report.stats, "refused": report.refused,

@@ -32,8 +32,19 @@ from datetime import time as clock_time
 
 import redis
 
+from engine.clock import Clock
 from engine.feature_store import FEATURE_PARTS, FeatureStore
 from engine.features import member_features
+from engine.keys import (
+    DAILY_RUN_TTL_SECONDS,
+    DAILY_WORKERS_GROUP,
+    PLANNING_SECONDS,
+    daily_run_chunks_key,
+    daily_run_key,
+    daily_run_planning_key,
+    daily_run_work_key,
+)
+from engine.programme import Programme
 from engine.rules import RequestContext, RuleRuntime
 from engine.settings import TriggerSettings
 from engine.streams import ensure_group
@@ -42,8 +53,6 @@ from engine.triggers.outbox import Decision, EmitStats, Emitter
 log = logging.getLogger(__name__)
 
 TRIGGER = "schedule.daily"
-WORKERS_GROUP = "workers"
-RUN_TTL_SECONDS = 14 * 86_400
 STAT_FIELDS = ("members", "fired", "held_out", "emitted", "entries", "already")
 
 # KEYS: the run record, its work stream (one slot); ARGV: group, consumer, entry id, then field, increment pairs.
@@ -59,11 +68,6 @@ return 1
 ChurnScorer = Callable[[Mapping[str, object]], float | None]
 Progress = Callable[[int, int], None]
 """on_progress(chunks done, chunks in the run)."""
-
-
-def run_key(as_of: date) -> str:
-    """The run's record (status, counts); its work stream and chunks share its hash slot."""
-    return f"run:{{daily:{as_of.isoformat()}}}"
 
 
 def worker_name() -> str:
@@ -89,57 +93,63 @@ class RunReport:
 class DailyRun:
     """Plans and works through the daily rules for a date (see the module notes)."""
 
-    def __init__(self, store: FeatureStore, rules: RuleRuntime, emitter: Emitter, settings: TriggerSettings,
-                 score_churn: ChurnScorer | None = None, worker: str | None = None) -> None:
+    def __init__(self, *, client: redis.Redis, store: FeatureStore, programme: Programme, rules: RuleRuntime,
+                 emitter: Emitter, settings: TriggerSettings, clock: Clock, score_churn: ChurnScorer | None = None,
+                 worker: str | None = None) -> None:
+        self.redis = client
         self.store = store
-        self.redis: redis.Redis = store.redis
+        self.programme = programme
         self.rules = rules
         self.emitter = emitter
         self.settings = settings
+        self.clock = clock
         self.score_churn = score_churn
+        """The churn model's probability for a feature vector (None: no model), for rules that read it."""
         self.worker = worker or worker_name()
         self._commit_chunk = self.redis.register_script(_COMMIT_CHUNK_LUA)
 
     def moment(self, as_of: date) -> datetime:
         """When the daily rules look at the members: ``daily_at`` local time on the date."""
         hour, minute = (int(x) for x in self.settings.daily_at.split(":"))
-        return datetime.combine(as_of, clock_time(hour, minute), tzinfo=self.store.programme.tz)
+        return datetime.combine(as_of, clock_time(hour, minute), tzinfo=self.programme.tz)
 
     # --- planning ---------------------------------------------------------------------------------
 
     def plan(self, as_of: date) -> int:
         """Cut the members into chunks and queue them, once per date; returns the number of chunks."""
-        key = run_key(as_of)
+        key = daily_run_key(as_of)
         chunks = self.redis.hget(key, "chunks")
         if chunks is not None:
             return int(chunks)
-        if not self.redis.set(f"{key}:planning", self.worker, nx=True, ex=600):
+        planning = daily_run_planning_key(as_of)
+        if not self.redis.set(planning, self.worker, nx=True, ex=PLANNING_SECONDS):
             return self._wait_for_plan(key)
         ids = sorted(self.store.member_ids())
         size = self.settings.chunk_size
         parts = [ids[i:i + size] for i in range(0, len(ids), size)]
+        chunks_key, work = daily_run_chunks_key(as_of), daily_run_work_key(as_of)
         pipe = self.redis.pipeline(transaction=False)
         for i, part in enumerate(parts):
-            pipe.hset(f"{key}:chunks", str(i), "\n".join(part))
+            pipe.hset(chunks_key, str(i), "\n".join(part))
         pipe.execute()
-        ensure_group(self.redis, f"{key}:work", WORKERS_GROUP)
+        ensure_group(self.redis, work, DAILY_WORKERS_GROUP)
         pipe = self.redis.pipeline(transaction=False)
         for i in range(len(parts)):
-            pipe.xadd(f"{key}:work", {"chunk": str(i)})
+            pipe.xadd(work, {"chunk": str(i)})
         pipe.hset(key, mapping={"status": "running", "members": 0, "member_ids": len(ids),
                                 "plan": secrets.token_hex(8),
-                                "planned_at": self.store.clock().astimezone(self.store.programme.tz).isoformat(),
+                                "planned_at": self.clock().astimezone(self.programme.tz).isoformat(),
                                 "chunks_done": 0})
         pipe.hset(key, "chunks", len(parts))  # last: a plan is complete once "chunks" is there
-        for suffix in ("", ":chunks", ":work"):
-            pipe.expire(f"{key}{suffix}", RUN_TTL_SECONDS)
-        pipe.delete(f"{key}:planning")
+        for run_part in (key, chunks_key, work):
+            pipe.expire(run_part, DAILY_RUN_TTL_SECONDS)
+        pipe.delete(planning)
         pipe.execute()
         log.info("daily run %s planned: %d members in %d chunks", as_of, len(ids), len(parts))
         return len(parts)
 
     def _wait_for_plan(self, key: str) -> int:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + PLANNING_SECONDS
         while time.monotonic() < deadline:
             chunks = self.redis.hget(key, "chunks")
             if chunks is not None:
@@ -153,50 +163,50 @@ class DailyRun:
             max_chunks: int | None = None) -> RunReport:
         """Work through the run's chunks with the other workers; with ``wait``, return once all are done."""
         started = time.perf_counter()
-        key = run_key(as_of)
+        key = daily_run_key(as_of)
         total = self.plan(as_of)
         plan_id = self.redis.hget(key, "plan")
         done_here = 0
         own_pending = True  # first the chunks this worker name left unfinished (a crash), then new ones
         while max_chunks is None or done_here < max_chunks:
-            entries = self._next(key, own_pending)
+            entries = self._next(as_of, own_pending)
             if own_pending and not entries:
                 own_pending = False
                 continue
             if not entries:
-                if not wait or int(self.redis.xpending(f"{key}:work", WORKERS_GROUP)["pending"]) == 0:
+                if not wait or int(self.redis.xpending(daily_run_work_key(as_of), DAILY_WORKERS_GROUP)["pending"]) == 0:
                     break
                 time.sleep(min(1.0, self.settings.claim_idle_seconds / 4))  # others are on the last chunks
                 continue
             for entry_id, fields in entries:
-                self._work(as_of, key, plan_id, entry_id, int(fields["chunk"]))
+                self._work(as_of, plan_id, entry_id, int(fields["chunk"]))
                 done_here += 1
                 if on_progress is not None:
                     on_progress(int(self.redis.hget(key, "chunks_done") or 0), total)
         report = self.report(as_of)
         if report.chunks_done >= total and report.status != "done":
             self.redis.hset(key, mapping={"status": "done",
-                                          "finished_at": self.store.clock().astimezone(self.store.programme.tz).isoformat()})
+                                          "finished_at": self.clock().astimezone(self.programme.tz).isoformat()})
             report.status = "done"
             log.info("daily run %s done: %s", as_of, report.stats)
         report.seconds = time.perf_counter() - started
         report.chunks_this_call = done_here
         return report
 
-    def _next(self, key: str, own_pending: bool) -> list:
-        work = f"{key}:work"
+    def _next(self, as_of: date, own_pending: bool) -> list:
+        work = daily_run_work_key(as_of)
         if own_pending:
-            replies = self.redis.xreadgroup(WORKERS_GROUP, self.worker, {work: "0"}, count=1)
+            replies = self.redis.xreadgroup(DAILY_WORKERS_GROUP, self.worker, {work: "0"}, count=1)
             return [(i, f) for _, entries in replies or [] for i, f in entries if f]
         idle_ms = int(self.settings.claim_idle_seconds * 1000)
-        _, claimed, *_ = self.redis.xautoclaim(work, WORKERS_GROUP, self.worker, min_idle_time=idle_ms, count=1)
+        _, claimed, *_ = self.redis.xautoclaim(work, DAILY_WORKERS_GROUP, self.worker, min_idle_time=idle_ms, count=1)
         if claimed:
             return claimed
-        replies = self.redis.xreadgroup(WORKERS_GROUP, self.worker, {work: ">"}, count=1)
+        replies = self.redis.xreadgroup(DAILY_WORKERS_GROUP, self.worker, {work: ">"}, count=1)
         return [(i, f) for _, entries in replies or [] for i, f in entries]
 
-    def _work(self, as_of: date, key: str, plan_id: str | None, entry_id: str, chunk: int) -> None:
-        ids = (self.redis.hget(f"{key}:chunks", str(chunk)) or "").split("\n")
+    def _work(self, as_of: date, plan_id: str | None, entry_id: str, chunk: int) -> None:
+        ids = (self.redis.hget(daily_run_chunks_key(as_of), str(chunk)) or "").split("\n")
         stats, members = self.evaluate_members([m for m in ids if m], as_of, run=plan_id)
         counts: list[object] = ["members", members]
         for name in STAT_FIELDS[1:]:
@@ -204,8 +214,8 @@ class DailyRun:
         for reason, n in stats.refused.items():
             counts += [f"refused:{reason}", n]
         counts += ["chunks_done", 1]
-        committed = self._commit_chunk(keys=[key, f"{key}:work"],
-                                       args=[WORKERS_GROUP, self.worker, entry_id, *counts])
+        committed = self._commit_chunk(keys=[daily_run_key(as_of), daily_run_work_key(as_of)],
+                                       args=[DAILY_WORKERS_GROUP, self.worker, entry_id, *counts])
         if not committed:
             log.info("daily run %s: chunk %d was claimed by another worker; its counts are that worker's", as_of, chunk)
 
@@ -214,7 +224,7 @@ class DailyRun:
 
         ``run`` (the plan id) marks the emissions as this run's, so a redone chunk counts them once."""
         moment = self.moment(as_of)
-        programme = self.store.programme
+        programme = self.programme
         states = self.store.read_states(member_ids, parts=FEATURE_PARTS)
         wants_churn = self.score_churn is not None and "churn_probability" in self.rules.reads(TRIGGER)
         period = f"d{as_of.isoformat()}"
@@ -239,7 +249,7 @@ class DailyRun:
 
     def report(self, as_of: date) -> RunReport:
         """The run's progress and counts, from Redis (any worker's view)."""
-        fields = self.redis.hgetall(run_key(as_of))
+        fields = self.redis.hgetall(daily_run_key(as_of))
         if not fields:
             return RunReport(as_of=as_of, status="not started", chunks=0, chunks_done=0)
         return RunReport(

@@ -24,22 +24,33 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 from typing import Any, Protocol
 
+import redis
+
 from engine.audit import AuditLog
-from engine.clock import utc_now
+from engine.clock import Clock
 from engine.coupons import CouponLedger, CouponTerms
 from engine.events import PointsAwardedEvent
-from engine.feature_store import FeatureStore, member_key
+from engine.feature_store import FeatureStore
+from engine.keys import (
+    DEAD_LETTERS_MAXLEN,
+    DELIVERY_GROUP,
+    MARKER_TTL_SECONDS,
+    OUTBOX_DEAD_LETTERS,
+    OUTBOX_DEFERRED,
+    OUTBOX_STREAM,
+    delivery_marker_key,
+    member_key,
+)
 from engine.member_state import PROFILE
+from engine.programme import Programme
 from engine.settings import TriggerSettings
 from engine.streams import GroupConsumer
-from engine.triggers.outbox import DEAD_LETTERS, DEFERRED, DELIVERY_GROUP, MARKER_TTL_SECONDS, OUTBOX_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +170,6 @@ def quiet_until(window: str | None, local: datetime) -> datetime | None:
     return datetime.combine(day, end, tzinfo=local.tzinfo)
 
 
-def delivered_key(member_id: str, key: str, action: int) -> str:
-    """Set once an outbox entry was delivered (or suppressed): a claimed duplicate is only acked."""
-    return member_key(member_id, f"dl:{key}#{action}")
-
-
 @dataclass
 class DeliveryStats:
     delivered: int = 0
@@ -178,11 +184,13 @@ class DeliveryStats:
 class OutboxConsumer(GroupConsumer):
     """One consumer of the outbox group: claims stale entries, reads new ones, delivers, acks."""
 
-    def __init__(self, store: FeatureStore, coupons: CouponLedger, adapter: DeliveryAdapter,
-                 settings: TriggerSettings, consumer: str, audit: AuditLog | None = None,
-                 clock: Callable[[], datetime] = utc_now, batch_size: int = 100, block_ms: int = 1000) -> None:
-        super().__init__(store.redis, OUTBOX_STREAM, DELIVERY_GROUP, consumer, block_ms)
+    def __init__(self, *, client: redis.Redis, store: FeatureStore, programme: Programme, coupons: CouponLedger,
+                 adapter: DeliveryAdapter, settings: TriggerSettings, clock: Clock, consumer: str,
+                 audit: AuditLog | None = None, batch_size: int = 100, block_ms: int = 1000) -> None:
+        super().__init__(client, OUTBOX_STREAM, DELIVERY_GROUP, consumer, block_ms)
         self.store = store
+        """Where delivered points are applied (an exactly-once event)."""
+        self.programme = programme
         self.coupons = coupons
         self.adapter = adapter
         self.settings = settings
@@ -196,8 +204,9 @@ class OutboxConsumer(GroupConsumer):
         """Release entries whose quiet hours ended, claim stale ones, read new ones; returns entries handled."""
         if not self._group_ready:
             self.ensure_group()
-        now_ms = int(self.clock().timestamp() * 1000)
-        self._release(keys=[DEFERRED, OUTBOX_STREAM], args=[now_ms, 500])
+        # A naive "now" is the stores' time, never the host's (.timestamp() of a naive datetime reads the host zone).
+        now_ms = int(self.programme.aware(self.clock()).timestamp() * 1000)
+        self._release(keys=[OUTBOX_DEFERRED, OUTBOX_STREAM], args=[now_ms, 500])
         idle_ms = int(self.settings.claim_idle_seconds * 1000)
         _, claimed, *_ = self.redis.xautoclaim(OUTBOX_STREAM, DELIVERY_GROUP, self.consumer,
                                                min_idle_time=idle_ms, count=self.batch_size)
@@ -241,7 +250,7 @@ class OutboxConsumer(GroupConsumer):
                 continue  # stays pending: claimed again after claim_idle_seconds
             pipe = self.redis.pipeline(transaction=False)
             if outcome == "deferred":
-                pipe.zadd(DEFERRED, {raw if isinstance(raw, str) else raw.decode(): until})
+                pipe.zadd(OUTBOX_DEFERRED, {raw if isinstance(raw, str) else raw.decode(): until})
             self._done(pipe, entry_id)
         return len(entries)
 
@@ -260,14 +269,14 @@ class OutboxConsumer(GroupConsumer):
         self.stats.dead += 1
         log.error("outbox entry %s moved to the dead letters: %s", entry_id, why)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(DEAD_LETTERS, {"e": raw if isinstance(raw, (str, bytes)) else str(raw), "why": why},
-                  maxlen=100_000, approximate=True)
+        pipe.xadd(OUTBOX_DEAD_LETTERS, {"e": raw if isinstance(raw, (str, bytes)) else str(raw), "why": why},
+                  maxlen=DEAD_LETTERS_MAXLEN, approximate=True)
         self._done(pipe, entry_id)
 
     def _deliver(self, entry: dict) -> tuple[str, int | None]:
         """Deliver one entry; returns the outcome and, when deferred, until when (ms)."""
         member_id, key, action = entry["member"], entry["key"], int(entry["action"])
-        marker = delivered_key(member_id, key, action)
+        marker = delivery_marker_key(member_id, key, action)
         if self.redis.exists(marker):
             self.stats.duplicates += 1
             return "duplicate", None
@@ -281,8 +290,8 @@ class OutboxConsumer(GroupConsumer):
                                   kind=kind, channel=channel, why=refusal)
             return "suppressed", None
         now = self.clock()
-        until = quiet_until(self.settings.quiet_hours.get(channel or ""), self.store.programme.aware(now)
-                            .astimezone(self.store.programme.tz))
+        until = quiet_until(self.settings.quiet_hours.get(channel or ""),
+                            self.programme.aware(now).astimezone(self.programme.tz))
         if until is not None:
             self.stats.deferred += 1
             return "deferred", int(until.timestamp() * 1000)

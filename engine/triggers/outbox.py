@@ -27,25 +27,14 @@ from typing import Any
 import redis
 
 from engine import measurement
-from engine.feature_store import member_key
-from engine.member_state import Programme
+from engine.keys import MARKER_TTL_SECONDS, OUTBOX_STREAM, emission_marker_key
+from engine.programme import Programme
 from engine.rules import Ask, Evaluation, Firing, RuleLimits, action_body, action_kind
-
-OUTBOX_STREAM = "nbo:{outbox}"
-DEFERRED = "nbo:{outbox}:deferred"
-DEAD_LETTERS = "nbo:{outbox}:dead"
-DELIVERY_GROUP = "deliver"
-MARKER_TTL_SECONDS = 400 * 86_400
 
 
 def emission_key(rule_id: str, member_id: str, period: str) -> str:
     """The idempotency key of one rule's emission to one member in one period (rule ids and member ids have no '|')."""
     return f"{rule_id}|{member_id}|{period}"
-
-
-def marker_key(member_id: str, rule_id: str, period: str) -> str:
-    """Set once the rule's actions for the member and period are in the outbox (the member's slot)."""
-    return member_key(member_id, f"ob:{rule_id}|{period}")
 
 
 @dataclass(frozen=True)
@@ -147,7 +136,7 @@ class Emitter:
             for entry in outbox_entries(firing, decision, key, decision.evaluation.version):
                 pipe.xadd(OUTBOX_STREAM, {"e": json.dumps(entry, ensure_ascii=False, default=str)})
                 stats.entries += 1
-            pipe.set(marker_key(decision.member_id, firing.rule_id, decision.period), decision.run or "1",
+            pipe.set(emission_marker_key(decision.member_id, firing.rule_id, decision.period), decision.run or "1",
                      ex=MARKER_TTL_SECONDS)
             treated[(firing.rule_id, self.programme.day_of(decision.at))].append(decision.member_id)
             stats.emitted += 1
@@ -166,7 +155,7 @@ class Emitter:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for decision, firing in offers:
-            pipe.get(marker_key(decision.member_id, firing.rule_id, decision.period))
+            pipe.get(emission_marker_key(decision.member_id, firing.rule_id, decision.period))
         todo = []
         for (decision, firing), marker in zip(offers, pipe.execute()):
             if marker is None:

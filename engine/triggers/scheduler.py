@@ -12,8 +12,7 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime
 
-import redis
-
+from engine.redis_circuit import REDIS_DOWN
 from engine.triggers.daily import DailyRun
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class DailyScheduler:
                     report = self.daily.run(today)
                     if report.status == "done":
                         self.finished = today
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except REDIS_DOWN as exc:
                     log.warning("daily run %s paused: redis unavailable (%s)", today, type(exc).__name__)
                 except Exception:  # a bad day must not stop tomorrow's run
                     log.exception("daily run %s failed; retrying at the next poll", today)

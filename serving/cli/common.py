@@ -18,7 +18,7 @@ def feature_store():
     """A feature store on the configured Redis (embedded if REDIS_URL is unset)."""
     from engine.clock import clock_from_settings
     from engine.feature_store import FeatureStore
-    from engine.member_state import Programme
+    from engine.programme import Programme
     from engine.redis_server import connect
 
     current = settings()

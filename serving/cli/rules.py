@@ -75,7 +75,7 @@ def backtest(
     import pandas as pd
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from engine.member_state import Programme
+    from engine.programme import Programme
     from engine.rules import backtest_history
     from engine.transactions import read_transactions
 

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import redis
 from markupsafe import Markup
 from prometheus_client import REGISTRY
 
+from engine.redis_circuit import REDIS_DOWN
 from engine.rules import BudgetUse, RuleStatus
 from engine.settings import TierThresholds
 from serving.console.charts import burn_down, daily_bars
@@ -44,9 +45,9 @@ class RuleRow:
 
 
 def rule_rows(statuses: Sequence[RuleStatus], reports: Mapping[str, dict] | None, audit_entries: Sequence[dict],
-              rules_dir: Path, window: tuple[date, date] | None = None) -> list[RuleRow]:
+              rules_dir: Path, tz: tzinfo, window: tuple[date, date] | None = None) -> list[RuleRow]:
     """The rules page's rows: ``GET /v1/rules`` figures, the measurement report's (over ``window``, first and
-    last day), and the audit log's last change."""
+    last day), and the audit log's last change; times in the stores' zone ``tz``."""
     saved = {}
     for entry in audit_entries:  # newest first: keep the first seen per file
         if entry.get("action") == "rules.file_saved":
@@ -61,9 +62,11 @@ def rule_rows(statuses: Sequence[RuleStatus], reports: Mapping[str, dict] | None
             _measured(row, report, window)
         entry = saved.get(name)
         if entry:
-            row.changed_at, row.changed_by = entry["ts"][:16].replace("T", " "), entry["actor"]
+            changed = datetime.fromisoformat(entry["ts"])
+            changed = changed.astimezone(tz) if changed.tzinfo is not None else changed
+            row.changed_at, row.changed_by = changed.strftime("%Y-%m-%d %H:%M"), entry["actor"]
         elif (rules_dir / name).exists():
-            row.file_changed = datetime.fromtimestamp((rules_dir / name).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+            row.file_changed = datetime.fromtimestamp((rules_dir / name).stat().st_mtime, tz).strftime("%Y-%m-%d %H:%M")
         rows.append(row)
     return rows
 
@@ -332,5 +335,5 @@ def store_figures(client: redis.Redis) -> StoreFigures:
         info = client.info()
         return StoreFigures(up=True, round_trip_ms=round_trip, version=str(info.get("redis_version")),
                             keys=int(client.dbsize()), memory=str(info.get("used_memory_human")))
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except REDIS_DOWN as exc:
         return StoreFigures(up=False, error=type(exc).__name__)

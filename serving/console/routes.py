@@ -11,7 +11,7 @@ from itertools import islice
 from pathlib import Path
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from engine.events import MEMBER_ID_PATTERN
+from serving.auth import OutOfScope
 from serving.console import pages
 from serving.console.api import REPORTS_PATH, get_json
 from serving.console.messages import LANGUAGES, translator
@@ -35,14 +36,17 @@ from serving.console.session import (
     LANGUAGE_COOKIE,
     ConsoleProblem,
     ConsoleUser,
+    ModelsReader,
+    ModelsWriter,
+    OfferTester,
+    RulesReader,
+    RulesWriter,
     SignInRequired,
     check_form_token,
-    console_user,
     request_language,
     verify_key,
 )
-from serving.dependencies import get_services
-from serving.next_best_offer import NextBestOffer, OutOfScope
+from serving.dependencies import ServicesDep
 from serving.schemas import OfferRequest
 from serving.services import Services
 
@@ -100,8 +104,8 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 
 
 @router.post("/login")
-def login(request: Request, key: str = Form("", max_length=200), next: str = Form("", max_length=500),
-          services: Services = Depends(get_services)) -> Response:
+def login(request: Request, services: ServicesDep, key: str = Form("", max_length=200),
+          next: str = Form("", max_length=500)) -> Response:
     t = translator(request_language(request))
     found = verify_key(services, key.strip()) if key.strip() else None
     if found is None:
@@ -171,7 +175,7 @@ async def _rules_page(request: Request, user: ConsoleUser, services: Services, s
     def build() -> list[pages.RuleRow]:
         statuses = services.rules.statuses(services.clock(), services.limits)
         return pages.rule_rows(statuses, reports.rules, services.audit.recent(500, "rules."), services.rules.rules_dir,
-                               reports.window)
+                               services.programme.tz, reports.window)
 
     rows = await run_in_threadpool(build)
     context.setdefault("edit_file", "")
@@ -181,9 +185,8 @@ async def _rules_page(request: Request, user: ConsoleUser, services: Services, s
 
 
 @router.get("/rules")
-async def rules_page(request: Request, since: str | None = None, edit: str | None = None,
-                     user: ConsoleUser = Depends(console_user("rules:read")),
-                     services: Services = Depends(get_services)) -> HTMLResponse:
+async def rules_page(request: Request, user: RulesReader, services: ServicesDep, since: str | None = None,
+                     edit: str | None = None) -> HTMLResponse:
     context = {}
     if edit:
         try:
@@ -202,9 +205,8 @@ async def _check(services: Services, file: str, text: str):
 
 
 @router.post("/rules/check")
-async def check_rules(request: Request, file: str = Form(..., max_length=80), text: str = Form(..., max_length=200_000),
-                      csrf: str = Form(""), user: ConsoleUser = Depends(console_user("rules:read")),
-                      services: Services = Depends(get_services)) -> HTMLResponse:
+async def check_rules(request: Request, user: RulesReader, services: ServicesDep, file: str = Form(..., max_length=80),
+                      text: str = Form(..., max_length=200_000), csrf: str = Form("")) -> HTMLResponse:
     check_form_token(user, csrf)
     check = await _check(services, file, text)
     return await _rules_page(request, user, services, status_code=200 if check.ok else 422, check=check,
@@ -212,9 +214,8 @@ async def check_rules(request: Request, file: str = Form(..., max_length=80), te
 
 
 @router.post("/rules/save")
-async def save_rules(request: Request, file: str = Form(..., max_length=80), text: str = Form(..., max_length=200_000),
-                     csrf: str = Form(""), user: ConsoleUser = Depends(console_user("rules:write")),
-                     services: Services = Depends(get_services)) -> HTMLResponse:
+async def save_rules(request: Request, user: RulesWriter, services: ServicesDep, file: str = Form(..., max_length=80),
+                     text: str = Form(..., max_length=200_000), csrf: str = Form("")) -> HTMLResponse:
     check_form_token(user, csrf)
     file = file.strip()
     check = await _check(services, file, text)
@@ -241,17 +242,15 @@ def _sample_members(services: Services, count: int = 20) -> list[str]:
 
 
 @router.get("/try")
-def try_page(request: Request, member: str | None = None, user: ConsoleUser = Depends(console_user("offers:try")),
-             services: Services = Depends(get_services)) -> HTMLResponse:
+def try_page(request: Request, user: OfferTester, services: ServicesDep, member: str | None = None) -> HTMLResponse:
     return render(request, "try.html", user, members=_sample_members(services),
                   form={"member": member or "", "store": "", "channel": "pos", "basket": ""})
 
 
 @router.post("/try")
-def try_it(request: Request, member: str = Form(..., max_length=64), store: str = Form("", max_length=64),
-           channel: str = Form("pos", max_length=16), basket: str = Form("", max_length=20_000), csrf: str = Form(""),
-           user: ConsoleUser = Depends(console_user("offers:try")),
-           services: Services = Depends(get_services)) -> HTMLResponse:
+def try_it(request: Request, user: OfferTester, services: ServicesDep, member: str = Form(..., max_length=64),
+           store: str = Form("", max_length=64), channel: str = Form("pos", max_length=16),
+           basket: str = Form("", max_length=20_000), csrf: str = Form("")) -> HTMLResponse:
     check_form_token(user, csrf)
     member = member.strip()
     form = {"member": member, "store": store.strip(), "channel": channel, "basket": basket}
@@ -275,7 +274,7 @@ def try_it(request: Request, member: str = Form(..., max_length=64), store: str 
         problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return refuse(422, user.t("try.bad_request", problem=problem))
     try:
-        answer = NextBestOffer(services).answer(offer_request, user.key)
+        answer = services.next_best_offer.answer(offer_request, user.key)
     except OutOfScope as exc:
         return refuse(403, str(exc))
     features = services.store.member_features(member) or features
@@ -299,8 +298,7 @@ def _registry(services: Services, user: ConsoleUser):
 
 
 @router.get("/models")
-def models_page(request: Request, user: ConsoleUser = Depends(console_user("models:read")),
-                services: Services = Depends(get_services)) -> HTMLResponse:
+def models_page(request: Request, user: ModelsReader, services: ServicesDep) -> HTMLResponse:
     return _models(request, user, services)
 
 
@@ -311,9 +309,8 @@ def _models(request: Request, user: ConsoleUser, services: Services, status_code
 
 
 @router.post("/models/promote")
-def promote(request: Request, name: str = Form(..., max_length=64), version: str = Form(..., max_length=16),
-            csrf: str = Form(""), user: ConsoleUser = Depends(console_user("models:write")),
-            services: Services = Depends(get_services)) -> HTMLResponse:
+def promote(request: Request, user: ModelsWriter, services: ServicesDep, name: str = Form(..., max_length=64),
+            version: str = Form(..., max_length=16), csrf: str = Form("")) -> HTMLResponse:
     """The same promotion as ``nbo models promote`` (no ``--force`` here): refused unless it beats the champion."""
     from mlflow.exceptions import MlflowException
 
@@ -333,8 +330,7 @@ def promote(request: Request, name: str = Form(..., max_length=64), version: str
 
 
 @router.get("/models/{name}/{version}/plots/{plot}")
-def model_plot(name: str, version: str, plot: str, user: ConsoleUser = Depends(console_user("models:read")),
-               services: Services = Depends(get_services)) -> Response:
+def model_plot(name: str, version: str, plot: str, user: ModelsReader, services: ServicesDep) -> Response:
     if not PLOT_NAME.match(plot) or not version.isdigit():
         raise ConsoleProblem(404, f"no plot {plot!r} of {name} version {version}")
     png = pages.plot_png(_registry(services, user), name, version, plot)
@@ -347,8 +343,7 @@ def model_plot(name: str, version: str, plot: str, user: ConsoleUser = Depends(c
 
 
 @router.get("/health")
-async def health_page(request: Request, user: ConsoleUser = Depends(console_user("rules:read")),
-                      services: Services = Depends(get_services)) -> HTMLResponse:
+async def health_page(request: Request, user: RulesReader, services: ServicesDep) -> HTMLResponse:
     readiness = await get_json(request.app, "/readyz")
     store = await run_in_threadpool(pages.store_figures, services.redis)
     checks = (readiness.body or {}).get("checks", {})

@@ -29,7 +29,7 @@ import pandas as pd
 
 from engine.feature_store import FeatureStore
 from engine.features import FEATURE_NAMES, member_features
-from engine.member_state import Programme
+from engine.programme import Programme
 from engine.rules import ExampleReport, ExampleResult, RuleBacktest, backtest, load_rules, run_examples
 from engine.rules.compiler import compile_rules
 from engine.rules.loader import RESERVED_FILES

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Annotated
 
-import redis
 from fastapi import Depends, Request
 
+from engine.redis_circuit import REDIS_DOWN
 from serving.auth import PERMISSIONS, ApiKey
 from serving.console.messages import pick_language, translator
-from serving.dependencies import get_services
+from serving.dependencies import ServicesDep
 from serving.services import Services
 
 KEY_COOKIE = "nbo_console_key"
@@ -71,14 +72,14 @@ def verify_key(services: Services, raw_key: str) -> ApiKey | None:
     """The key's identity, or None; a Redis outage is a 503 for the person, not a crash."""
     try:
         return services.keys.verify(raw_key)
-    except (redis.ConnectionError, redis.TimeoutError):
+    except REDIS_DOWN:
         raise ConsoleProblem(503, translator("en")("error.redis")) from None
 
 
 def console_user(permission: str):
     """A dependency: the signed-in user if their role has ``permission``; else sign in, or a 403 page."""
 
-    def check(request: Request, services: Services = Depends(get_services)) -> ConsoleUser:
+    def check(request: Request, services: ServicesDep) -> ConsoleUser:
         language = request_language(request)
         raw_key = request.cookies.get(KEY_COOKIE)
         key = verify_key(services, raw_key) if raw_key else None
@@ -95,3 +96,11 @@ def console_user(permission: str):
 def check_form_token(user: ConsoleUser, token: str) -> None:
     if not hmac.compare_digest(token or "", user.form_token):
         raise ConsoleProblem(403, user.t("error.csrf"))
+
+
+# The signed-in user, admitted for one permission (the console's pages name what they need).
+RulesReader = Annotated[ConsoleUser, Depends(console_user("rules:read"))]
+RulesWriter = Annotated[ConsoleUser, Depends(console_user("rules:write"))]
+OfferTester = Annotated[ConsoleUser, Depends(console_user("offers:try"))]
+ModelsReader = Annotated[ConsoleUser, Depends(console_user("models:read"))]
+ModelsWriter = Annotated[ConsoleUser, Depends(console_user("models:write"))]

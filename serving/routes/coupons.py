@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.coupons import CODE_ALPHABET, CODE_LENGTH, CouponError
+from engine.coupons import CODE_ALPHABET, CODE_LENGTH
 from engine.events import MEMBER_ID_PATTERN
-from serving.auth import ApiKey
-from serving.dependencies import get_services, require
-from serving.services import Services
+from serving.auth import OutOfScope
+from serving.dependencies import ScoreKey, ServicesDep
 
 router = APIRouter(tags=["coupons"])
 
@@ -46,24 +45,19 @@ class Redemption(BaseModel):
                         409: {"description": "already redeemed (says when and where) or expired"}})
 def redeem_coupon(
     code: Annotated[str, Path(pattern=CODE_PATTERN, description="the coupon code")],
+    key: ScoreKey,
+    services: ServicesDep,
     body: RedeemRequest | None = None,
-    key: ApiKey = Depends(require("score")),
-    services: Services = Depends(get_services),
 ) -> Redemption:
-    """Redeem once; a second redemption is a 409 saying when and where the first happened."""
+    """Redeem once; a second redemption is a 409 saying when and where the first happened (``serving.errors``)."""
     body = body or RedeemRequest()
-    coupon = services.coupons.get(code)
-    if coupon is None:
-        raise HTTPException(404, detail=f"no coupon with code {code!r}")
+    coupon = services.coupons.coupon(code)
     if key.scope is not None:
         features = services.store.member_features(coupon.member_id) or {}
         if not key.covers(features.get("region"), features.get("home_store")):
-            raise HTTPException(403, detail=f"this coupon's member is outside this key's scope {key.scope}")
-    try:
-        redeemed = services.coupons.redeem(code, body.member_id, body.store_id, actor=f"key:{key.key_id}",
-                                           basket_total=body.basket_total)
-    except CouponError as exc:
-        raise HTTPException(exc.status, detail=str(exc)) from None
+            raise OutOfScope(f"this coupon's member is outside this key's scope {key.scope}")
+    redeemed = services.coupons.redeem(code, body.member_id, body.store_id, actor=f"key:{key.key_id}",
+                                       basket_total=body.basket_total)
     return Redemption(code=code, member_id=redeemed.member_id, template=redeemed.terms.template,
                       kind=redeemed.terms.kind, value=redeemed.terms.value, rule_id=redeemed.rule_id,
                       redeemed_at=redeemed.redeemed_at, store_id=redeemed.redeemed_store)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 from pydantic import BaseModel
 
-from serving.auth import ApiKey
-from serving.dependencies import get_services, require
-from serving.services import Services
+from serving.dependencies import EventsKey, ServicesDep
 
 router = APIRouter(tags=["events"])
 
@@ -30,12 +28,12 @@ class IngestResponse(BaseModel):
 
 @router.post("/v1/events", response_model=IngestResponse)
 def post_events(
-    events: list[Any] = Body(
-        ..., max_length=MAX_BATCH,
+    events: Annotated[list[Any], Body(
+        max_length=MAX_BATCH,
         description="a JSON array of events {event_id, type, member_id, ts, ...}; each is validated on its own",
-    ),
-    key: ApiKey = Depends(require("events")),
-    services: Services = Depends(get_services),
+    )],
+    key: EventsKey,
+    services: ServicesDep,
 ) -> IngestResponse:
     """Apply a batch: bad events are rejected one by one with the reason, the rest are applied."""
     result = services.store.ingest(events)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 
-import redis
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving.dependencies import get_services
-from serving.services import Services
+from engine.redis_circuit import REDIS_DOWN
+from serving.dependencies import ServicesDep
 
 router = APIRouter(tags=["operations"])
 
@@ -22,8 +21,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(services: Services = Depends(get_services)) -> JSONResponse:
-    """Ready to serve: Redis answers, rules are live, the churn model and the recommender are loaded (503 with what is missing).
+def readyz(services: ServicesDep) -> JSONResponse:
+    """Ready to serve: Redis answers, rules are live, the churn model and the recommender are loaded (503 with
+    what is missing).
 
     Also says which process answered (``pid``: one of ``nbo serve --workers N``), the rules and model
     versions it serves, and the problems of rule files it refused (the last good rules stay live)."""
@@ -31,7 +31,7 @@ def readyz(services: Services = Depends(get_services)) -> JSONResponse:
     try:
         services.redis.ping()
         checks["redis"] = "ok"
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except REDIS_DOWN as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     version = services.rules.version
     checks["rules"] = "ok" if version else "no valid rules loaded (see nbo rules lint)"

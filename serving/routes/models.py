@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from serving.auth import ApiKey
-from serving.dependencies import get_services, require
-from serving.services import Services
+from serving.dependencies import ModelsReadKey, ServicesDep
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/v1/models")
 def get_models(
-    key: ApiKey = Depends(require("models:read")),
-    services: Services = Depends(get_services),
+    key: ModelsReadKey,
+    services: ServicesDep,
 ) -> dict[str, Any]:
     """Versions in use by this process (a model not loaded is null: answers are then degraded)."""
     return {"in_use": services.models.versions}

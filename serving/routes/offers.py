@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter
 
-from serving.auth import ApiKey
-from serving.dependencies import get_services, require
-from serving.next_best_offer import NextBestOffer, OutOfScope
+from serving.dependencies import ScoreKey, ServicesDep
 from serving.schemas import OfferRequest, OfferResponse
-from serving.services import Services
 
 router = APIRouter(tags=["offers"])
 
@@ -17,14 +14,11 @@ router = APIRouter(tags=["offers"])
              responses={403: {"description": "the member or store is outside this key's scope"}})
 async def next_best_offer(
     request: OfferRequest,
-    key: ApiKey = Depends(require("score")),
-    services: Services = Depends(get_services),
+    key: ScoreKey,
+    services: ServicesDep,
 ) -> OfferResponse:
     """Offers (with coupons issued once per request_id), recommendations and churn for this checkout."""
     # Run on the event loop, not in the thread pool: the decision is ~1.5 ms of CPU-bound Python
     # holding the GIL, so a thread hop only adds overhead (measured: see the README's figures);
     # a worker process per core is what scales it.
-    try:
-        return NextBestOffer(services).answer(request, key)
-    except OutOfScope as exc:
-        raise HTTPException(403, detail=str(exc)) from None
+    return services.next_best_offer.answer(request, key)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from engine.measurement import PeriodReport, RuleReport, report_window
-from serving.auth import ApiKey
-from serving.dependencies import get_services, require
-from serving.services import Services
+from serving.dependencies import ReportsReadKey, ServicesDep
 
 router = APIRouter(tags=["reports"])
 
@@ -74,11 +72,12 @@ def rule_measured(report: RuleReport) -> RuleMeasured:
 
 @router.get("/v1/reports/rules", response_model=RulesReport)
 def rules_report(
-    since: date | None = Query(None, description="first exposure day (default: 30 days before until)"),
-    until: date | None = Query(None, description="last exposure day (default: today)"),
-    period: Literal["day", "week", "month"] = Query("month", description="campaign periods to break the range into"),
-    key: ApiKey = Depends(require("reports:read")),
-    services: Services = Depends(get_services),
+    key: ReportsReadKey,
+    services: ServicesDep,
+    since: Annotated[date | None, Query(description="first exposure day (default: 30 days before until)")] = None,
+    until: Annotated[date | None, Query(description="last exposure day (default: today)")] = None,
+    period: Annotated[Literal["day", "week", "month"],
+                      Query(description="campaign periods to break the range into")] = "month",
 ) -> RulesReport:
     """Per rule: members targeted and held out, coupons issued and redeemed, spend after exposure, lift, ROI."""
     try:

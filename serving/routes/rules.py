@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from serving.auth import ApiKey
-from serving.dependencies import get_services, require
-from serving.services import Services
+from serving.dependencies import RulesReadKey, RulesWriteKey, ServicesDep
 
 router = APIRouter(tags=["rules"])
 
@@ -63,10 +61,7 @@ class ReloadOut(BaseModel):
 
 
 @router.get("/v1/rules", response_model=RulesOut)
-def list_rules(
-    key: ApiKey = Depends(require("rules:read")),
-    services: Services = Depends(get_services),
-) -> RulesOut:
+def list_rules(key: RulesReadKey, services: ServicesDep) -> RulesOut:
     """Every rule of the rules directory with its status (invalid ones with file:line errors) and budget use."""
     statuses = services.rules.statuses(services.clock(), services.limits)
     rules = [RuleOut(id=s.id, name=s.name, file=s.file, line=s.line, status=s.status, trigger=s.trigger,
@@ -78,10 +73,7 @@ def list_rules(
 
 @router.post("/v1/admin/rules/reload", response_model=ReloadOut,
              responses={422: {"model": ReloadOut, "description": "the files have errors; the last good rules stay live"}})
-def reload_rules(
-    key: ApiKey = Depends(require("rules:write")),
-    services: Services = Depends(get_services),
-) -> JSONResponse:
+def reload_rules(key: RulesWriteKey, services: ServicesDep) -> JSONResponse:
     """Reload the rule files now: all or nothing; with errors the last good rules stay live and the answer says why."""
     report = services.rules.reload(actor=key.key_id)
     body = ReloadOut(ok=report.ok, version=report.version, rules=list(report.rules), changed=report.changed,

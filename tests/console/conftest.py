@@ -81,7 +81,7 @@ def shop_in_redis(redis_server, shop, shop_programme) -> list[tuple[bytes, bytes
 @pytest.fixture
 def loaded_store(redis_client: redis.Redis, redis_server, console_settings: Settings, shop_in_redis) -> FeatureStore:
     """The shop's members and their history, and one new member who has not bought yet."""
-    from engine.member_state import Programme
+    from engine.programme import Programme
 
     raw = redis.Redis.from_url(redis_server.url)
     pipe = raw.pipeline(transaction=False)

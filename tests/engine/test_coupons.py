@@ -11,6 +11,7 @@ import redis
 
 from engine.audit import AuditLog
 from engine.coupons import CODE_ENTROPY_BITS, CouponError, CouponLedger, CouponTerms
+from engine.keys import coupon_key, issuance_key
 from tests.conftest import NOW
 
 pytestmark = pytest.mark.cluster
@@ -46,40 +47,40 @@ def test_a_retried_issuance_returns_the_same_coupon(ledger: CouponLedger, redis_
     first = ledger.issue("A", PCT20, "r1", "app", issuance="req-1")
     again = ledger.issue("A", PCT20, "r1", "app", issuance="req-1")
     assert again.code == first.code
-    assert len(list(redis_client.scan_iter(match="cp:*"))) == 1
+    assert len(list(redis_client.scan_iter(match=coupon_key("*")))) == 1
 
 
 def test_an_issuance_interrupted_between_writes_is_completed_with_the_same_code(
     ledger: CouponLedger, redis_client: redis.Redis
 ) -> None:
-    redis_client.set("m:{A}:cpi:req-9", "ABCDEFGHJKMNPQRS")  # the marker was written, then a crash
+    redis_client.set(issuance_key("A", "req-9"), "ABCDEFGHJKMNPQRS")  # the marker was written, then a crash
     coupon = ledger.issue("A", OFF50, "r1", "app", issuance="req-9")
     assert coupon.code == "ABCDEFGHJKMNPQRS" and ledger.get(coupon.code).terms == OFF50
 
 
-def test_redeemed_once_then_409_saying_when(ledger: CouponLedger, clock) -> None:
+def test_redeemed_once_then_refused_saying_when(ledger: CouponLedger, clock) -> None:
     coupon = ledger.issue("A", OFF50, "r1", "pos", issuance="x")
     redeemed = ledger.redeem(coupon.code, "A", "S001")
     assert redeemed.status == "redeemed" and redeemed.redeemed_store == "S001"
     clock.now = NOW + timedelta(hours=2)
     with pytest.raises(CouponError) as refused:
         ledger.redeem(coupon.code, "A", "S002")
-    assert refused.value.status == 409 and NOW.isoformat() in str(refused.value) and "S001" in str(refused.value)
+    assert refused.value.reason == "redeemed" and NOW.isoformat() in str(refused.value) and "S001" in str(refused.value)
 
 
 def test_expired_and_foreign_and_unknown_coupons_are_refused(ledger: CouponLedger, clock) -> None:
     coupon = ledger.issue("A", OFF50, "r1", "pos", issuance="x")
     with pytest.raises(CouponError) as foreign:
         ledger.redeem(coupon.code, "B", "S001")
-    assert foreign.value.status == 403
+    assert foreign.value.reason == "foreign"
     with pytest.raises(CouponError) as unknown:
         ledger.redeem("0000000000000000", "A", "S001")
-    assert unknown.value.status == 404
+    assert unknown.value.reason == "not_found"
     clock.now = NOW + timedelta(days=8)
     assert ledger.get(coupon.code).status == "expired"
     with pytest.raises(CouponError) as expired:
         ledger.redeem(coupon.code, "A", "S001")
-    assert expired.value.status == 409 and "expired" in str(expired.value)
+    assert expired.value.reason == "expired" and "expired" in str(expired.value)
 
 
 def test_concurrent_redemptions_only_one_wins(ledger: CouponLedger) -> None:

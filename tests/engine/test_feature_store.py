@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 import redis
 
-from engine.feature_store import FeatureStore, member_key
-from engine.member_state import Programme
+from engine.feature_store import FeatureStore
+from engine.keys import member_key
+from engine.programme import Programme
 from engine.redis_server import client_from_url
 from engine.settings import Settings
 from tests.conftest import NOW, dump_redis

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from engine.events import parse_event
 from engine.feature_store import FeatureStore
-from engine.member_state import Programme
+from engine.programme import Programme
 from tests.conftest import NOW, dump_redis, fuzz_settings
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.cluster]

@@ -10,8 +10,9 @@ import pytest
 
 from engine.feature_store import FeatureStore
 from engine.ingestion import backfill
-from engine.member_state import Programme
+from engine.keys import MEMBER_PROFILES
 from engine.point_in_time import features_as_of, features_as_of_dates
+from engine.programme import Programme
 from engine.synthetic import generate
 from engine.transactions import read_transactions
 from tests.conftest import shared_data
@@ -138,11 +139,11 @@ def test_online_windows_keep_moving_after_the_last_event(synthetic, store: Featu
 def test_replaying_a_backfill_changes_nothing(synthetic, store: FeatureStore, redis_client) -> None:
     history = synthetic.transactions.head(3000)
     first = backfill(store, history, synthetic.members)
-    snapshot = {k: redis_client.hgetall(k) for k in redis_client.keys("m:*:p")}
+    snapshot = {k: redis_client.hgetall(k) for k in redis_client.keys(MEMBER_PROFILES)}
     second = backfill(store, history, synthetic.members)
     assert first.accepted > 0 and second.accepted == 0
     assert second.duplicates == first.accepted
-    assert {k: redis_client.hgetall(k) for k in redis_client.keys("m:*:p")} == snapshot
+    assert {k: redis_client.hgetall(k) for k in redis_client.keys(MEMBER_PROFILES)} == snapshot
 
 
 def test_history_features_do_not_depend_on_when_they_are_computed(synthetic, programme: Programme) -> None:

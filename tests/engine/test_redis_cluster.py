@@ -15,7 +15,9 @@ from engine.audit import AuditLog
 from engine.coupons import CouponLedger, CouponTerms
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer, publish_events
-from engine.member_state import Programme
+from engine.keys import member_key
+from engine.member_state import PROFILE
+from engine.programme import Programme
 from engine.redis_server import RedisClusterServers, client_from_url, connect, is_cluster_url, start_redis_cluster
 from engine.settings import Settings
 from tests.conftest import NOW
@@ -71,10 +73,10 @@ def test_members_spread_over_masters_ingest_once_and_keep_their_keys_in_one_slot
     assert (first.accepted, first.duplicates, first.rejected) == (80, 0, [])
     assert (again.accepted, again.duplicates) == (0, 80)
     assert store.member_features("M7")["spend_total"] == 17.0
-    owners = {cluster_client.get_node_from_key(f"m:{{{m}}}:p").name for m in members}
+    owners = {cluster_client.get_node_from_key(member_key(m, PROFILE)).name for m in members}
     assert len(owners) == 3  # the batch's commits really went to three masters
-    slots = {cluster_client.keyslot(key) for key in cluster_client.scan_iter(match="m:{M7}:*")}
-    assert len(slots) == 1 and len(list(cluster_client.scan_iter(match="m:{M7}:*"))) >= 3
+    slots = {cluster_client.keyslot(key) for key in cluster_client.scan_iter(match=member_key("M7", "*"))}
+    assert len(slots) == 1 and len(list(cluster_client.scan_iter(match=member_key("M7", "*")))) >= 3
     assert set(store.member_ids()) == set(members)  # SCAN visits every master
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from engine.feature_store import FeatureStore
 from engine.ingestion import backfill
-from engine.member_state import Programme
+from engine.programme import Programme
 from serving.auth import ApiKeys
 from serving.benchmarks import BenchService, environment
 from training.data import from_frame

@@ -8,6 +8,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from engine.keys import API_KEYS
 from engine.redis_server import free_port
 from engine.settings import Settings
 from serving.app import create_app
@@ -91,7 +92,7 @@ def test_store_scoped_key_sees_only_its_store(client: TestClient, keys: ApiKeys)
 
 def test_keys_are_stored_hashed(keys: ApiKeys, redis_client: redis.Redis) -> None:
     key = keys.create("pos", name="till 3")
-    assert key not in repr(redis_client.hgetall("nbo:keys"))
+    assert key not in repr(redis_client.hgetall(API_KEYS))
     assert keys.verify(key).role == "pos"
 
 
@@ -143,6 +144,31 @@ def test_coupon_redemption_refuses_bad_codes_foreign_members_and_scopes(client: 
     assert client.post(f"/v1/coupons/{coupon.code}/redeem", json={"member_id": "B"}, headers=admin).status_code == 403
     assert client.post(f"/v1/coupons/{coupon.code}/redeem", headers=other_store).status_code == 403
     assert client.post(f"/v1/coupons/{coupon.code}/redeem", json={"colour": "red"}, headers=admin).status_code == 422
+
+
+def test_each_coupon_refusal_is_answered_with_its_status_and_reason(client: TestClient, keys: ApiKeys,
+                                                                     redis_client: redis.Redis) -> None:
+    from datetime import timedelta
+    from typing import get_args
+
+    from engine.coupons import CouponLedger, CouponRefusal, CouponTerms
+    from serving.errors import COUPON_STATUS
+
+    assert set(COUPON_STATUS) == set(get_args(CouponRefusal))  # every reason the engine gives has its status
+    admin = bearer(keys.create("admin"))
+    client.post("/v1/events", json=[register("A")], headers=admin)
+    terms = CouponTerms("OFF5", "amount_off", 5, valid_days=7)
+    live = client.app.state.services.coupons.issue("A", terms, "r", "pos", "live")
+    lapsed = CouponLedger(redis_client, clock=lambda: NOW - timedelta(days=8)).issue("A", terms, "r", "pos", "old")
+    assert client.post(f"/v1/coupons/{live.code}/redeem", json={"member_id": "A"}, headers=admin).status_code == 200
+    asked = {"not_found": ("0000000000000000", "A"), "foreign": (live.code, "B"), "redeemed": (live.code, "A"),
+             "expired": (lapsed.code, "A")}
+    answers = {reason: client.post(f"/v1/coupons/{code}/redeem", json={"member_id": member}, headers=admin)
+               for reason, (code, member) in asked.items()}
+    assert {reason: (a.status_code, a.json()["reason"]) for reason, a in answers.items()} == {
+        "not_found": (404, "not_found"), "foreign": (403, "foreign"), "redeemed": (409, "redeemed"),
+        "expired": (409, "expired")}
+    assert "expired on" in answers["expired"].json()["detail"]
 
 
 def test_log_records_become_json_lines_with_their_fields() -> None:

@@ -7,6 +7,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from engine.ingestion import backfill
+from engine.keys import coupon_key
 from engine.redis_server import start_redis_server
 from engine.rules import in_holdout
 from engine.settings import Settings
@@ -73,7 +74,7 @@ def test_the_same_request_id_returns_the_same_answer_and_issues_nothing_twice(
     first = ask(client, pos, member, request_id="till7-0001").json()
     again = ask(client, pos, member, request_id="till7-0001").json()
     assert first == again
-    assert len(redis_client.keys("cp:*")) == 1
+    assert len(redis_client.keys(coupon_key("*"))) == 1
     # A different checkout of the same member does not get a second first-order coupon (1 ever).
     other = ask(client, pos, member, request_id="till7-0002").json()
     assert not [o for o in other["offers"] if o["rule_id"] == NEW_MEMBER_RULE]

@@ -19,6 +19,7 @@ from scipy.stats import chi2
 
 from engine.coupons import CODE_ALPHABET, CODE_ENTROPY_BITS, CODE_LENGTH, CouponTerms, new_code
 from engine.ingestion import EventStreamConsumer, publish_events
+from engine.keys import issuance_key
 from engine.settings import Settings
 from serving.auth import ApiKey, ApiKeys
 from serving.console.session import KEY_COOKIE
@@ -59,8 +60,8 @@ def test_a_store_key_cannot_read_score_or_redeem_for_another_store(service: Test
 
     scored = service.post("/v1/next-best-offer", headers=s001, json=checkout("B", "S002", "till-9"))
     assert scored.status_code == 403
-    issued = list(service.app.state.services.redis.scan_iter(match="m:{B}:cpi:*"))
-    assert issued == ["m:{B}:cpi:req-b"]  # the checkout issued nothing
+    issued = list(service.app.state.services.redis.scan_iter(match=issuance_key("B", "*")))
+    assert issued == [issuance_key("B", "req-b")]  # the checkout issued nothing
 
 
 def test_a_pos_key_cannot_reload_rules_or_promote_models(service: TestClient, keys: ApiKeys) -> None:

@@ -14,9 +14,9 @@ import redis
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from engine.keys import OUTBOX_STREAM
 from engine.settings import Settings, get_settings
 from engine.triggers import DailyScheduler
-from engine.triggers.outbox import OUTBOX_STREAM
 from serving.app import create_app
 from serving.auth import ApiKeys
 from serving.cli import app as cli

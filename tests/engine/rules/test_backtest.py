@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 import pytest
 
-from engine.member_state import Programme
 from engine.point_in_time import features_as_of
+from engine.programme import Programme
 from engine.rules import backtest, backtest_history, load_rules
 from engine.rules.compiler import compile_rules
 from engine.synthetic import generate

@@ -12,7 +12,7 @@ import redis
 
 from engine.redis_server import client_from_url
 from engine.rules import Rule, RuleLimits, in_holdout
-from engine.rules.limits import holdout_mask, member_hashes, member_key
+from engine.rules.limits import holdout_mask, member_hashes
 from tests.engine.rules.conftest import TZ
 
 pytestmark = pytest.mark.cluster
@@ -44,10 +44,6 @@ def test_one_ever_is_for_ever(limits: RuleLimits) -> None:
     rule = make_rule({"per_member": "1 ever"})
     assert limits.reserve(rule, "M1", NOW).granted
     assert not limits.reserve(rule, "M1", NOW + timedelta(days=3000)).granted
-
-
-def test_member_keys_share_the_member_hash_tag() -> None:
-    assert member_key("M42", "lapsed-30d") == "m:{M42}:rl:lapsed-30d"
 
 
 def test_coupon_budget_is_never_overspent_by_concurrent_threads(limits: RuleLimits) -> None:

@@ -211,7 +211,7 @@ def test_festival_calendar_has_real_dates_for_2025_to_2027() -> None:
     calendar = load_rules(SHIPPED).calendar
     from datetime import date
 
-    from engine.member_state import day_number
+    from engine.calendar import day_number
 
     mid_autumn = {d for d in calendar.dates["mid_autumn"]}
     assert {day_number(date(2025, 10, 6)), day_number(date(2026, 9, 25)), day_number(date(2027, 9, 15))} <= mid_autumn

@@ -14,11 +14,11 @@ import redis
 from engine.audit import AuditLog
 from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
-from engine.member_state import Programme
+from engine.keys import OUTBOX_STREAM
+from engine.programme import Programme
 from engine.rules import RuleLimits, RuleRuntime
 from engine.settings import Settings
 from engine.triggers import DailyRun, Emitter, EventTriggers, LogAdapter, OutboxConsumer
-from engine.triggers.outbox import OUTBOX_STREAM
 from tests.engine.rules.conftest import write_rules
 
 AS_OF = date(2026, 3, 10)
@@ -64,9 +64,11 @@ class Triggers:
     audit: AuditLog
     clock: Callable[[], datetime]
 
-    def daily(self, worker: str = "w1", **overrides) -> DailyRun:
+    def daily(self, worker: str = "w1", kind: type[DailyRun] = DailyRun, **overrides) -> DailyRun:
+        """A daily run (of ``kind``: a test's subclass) with these trigger settings overridden."""
         settings = self.settings.triggers.model_copy(update=overrides)
-        return DailyRun(self.store, self.rules, self.emitter, settings, worker=worker)
+        return kind(client=self.redis, store=self.store, programme=self.store.programme, rules=self.rules,
+                    emitter=self.emitter, settings=settings, clock=self.clock, worker=worker)
 
     def events(self) -> EventTriggers:
         return EventTriggers(self.store, self.rules, self.emitter)
@@ -74,7 +76,8 @@ class Triggers:
     def consumer(self, name: str = "c1", adapter=None, **overrides) -> OutboxConsumer:
         settings = self.settings.triggers.model_copy(update=overrides)
         adapter = adapter or LogAdapter(self.deliveries_path)
-        return OutboxConsumer(self.store, self.coupons, adapter, settings, name, audit=self.audit, clock=self.clock)
+        return OutboxConsumer(client=self.redis, store=self.store, programme=self.store.programme, coupons=self.coupons,
+                              adapter=adapter, settings=settings, clock=self.clock, consumer=name, audit=self.audit)
 
     @property
     def deliveries_path(self) -> Path:

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from engine.triggers import DailyRun, run_key
-from engine.triggers.daily import WORKERS_GROUP
+from engine.keys import DAILY_WORKERS_GROUP, daily_run_chunks_key, daily_run_key, daily_run_work_key, exposures_key
+from engine.triggers import DailyRun
 from tests.engine.triggers.conftest import AS_OF, coupon_rule, day_after, lapsed_and_recent
 
 pytestmark = pytest.mark.cluster
@@ -33,7 +33,7 @@ def test_running_the_same_day_twice_emits_nothing_the_second_time(make_triggers)
     again = triggers.daily(chunk_size=3, worker="other").run(AS_OF)
     assert again.status == "done" and again.chunks_this_call == 0
     # Even with the run's record gone (a run started afresh), the markers and tokens hold.
-    triggers.redis.delete(run_key(AS_OF), f"{run_key(AS_OF)}:work", f"{run_key(AS_OF)}:chunks")
+    triggers.redis.delete(daily_run_key(AS_OF), daily_run_work_key(AS_OF), daily_run_chunks_key(AS_OF))
     fresh = triggers.daily(chunk_size=3).run(AS_OF)
     assert fresh.stats["emitted"] == 0 and fresh.stats["already"] == 6
     assert len(triggers.outbox()) == 6
@@ -59,8 +59,7 @@ def test_a_run_that_crashed_mid_chunk_resumes_and_completes_once(make_triggers) 
                 raise SystemExit("killed")
             return result
 
-    crashing = CrashAfterEmitting(triggers.store, triggers.rules, triggers.emitter,
-                                  triggers.settings.triggers.model_copy(update={"chunk_size": 4}), worker="w1")
+    crashing = triggers.daily(worker="w1", kind=CrashAfterEmitting, chunk_size=4)
     with pytest.raises(SystemExit):
         crashing.run(AS_OF)
     assert triggers.daily(worker="w1").report(AS_OF).chunks_done == 1
@@ -89,8 +88,7 @@ def test_a_slow_worker_whose_chunk_was_claimed_counts_nothing_twice(make_trigger
                 assert other.status == "done"
             return result
 
-    slow = Slow(triggers.store, triggers.rules, triggers.emitter,
-                triggers.settings.triggers.model_copy(update={"chunk_size": 3}), worker="slow")
+    slow = triggers.daily(worker="slow", kind=Slow, chunk_size=3)
     report = slow.run(AS_OF)
     assert report.status == "done" and report.chunks_done == report.chunks == 3
     assert (report.stats["members"], report.stats["emitted"], report.stats["already"]) == (9, 6, 0)
@@ -102,8 +100,8 @@ def test_another_worker_claims_the_chunk_of_a_dead_one(make_triggers) -> None:
     lapsed, _ = lapsed_and_recent(triggers, lapsed=9, recent=0)
     run = triggers.daily(worker="dead", chunk_size=3)
     run.plan(AS_OF)
-    work = f"{run_key(AS_OF)}:work"
-    triggers.redis.xreadgroup(WORKERS_GROUP, "dead", {work: ">"}, count=1)  # took a chunk, then died
+    work = daily_run_work_key(AS_OF)
+    triggers.redis.xreadgroup(DAILY_WORKERS_GROUP, "dead", {work: ">"}, count=1)  # took a chunk, then died
     report = triggers.daily(worker="alive", chunk_size=3, claim_idle_seconds=0.0001).run(AS_OF)
     assert report.status == "done" and report.chunks_done == 3
     assert sorted(e["member"] for e in triggers.outbox()) == lapsed
@@ -125,10 +123,8 @@ def test_held_out_members_get_nothing_but_are_recorded_for_lift(make_triggers) -
     report = triggers.daily(chunk_size=10).run(AS_OF)
     treated = {e["member"] for e in triggers.outbox()}
     assert report.stats["held_out"] == 40 - len(treated) and 5 < len(treated) < 35
-    from engine import measurement
-
     day = triggers.store.programme.day_of(triggers.daily().moment(AS_OF))
-    exposed = triggers.redis.hgetall(measurement.exposures_key("lapsed", day))
+    exposed = triggers.redis.hgetall(exposures_key("lapsed", day))
     assert {m for m, g in exposed.items() if g == "t"} == treated
     assert {m for m, g in exposed.items() if g == "h"} == set(lapsed) - treated
 

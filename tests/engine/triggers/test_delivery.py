@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from engine.keys import DELIVERY_GROUP, OUTBOX_DEAD_LETTERS, OUTBOX_DEFERRED, OUTBOX_STREAM, issuance_key
 from engine.triggers import DeliveryFailed, WebhookAdapter, quiet_until
-from engine.triggers.outbox import DEAD_LETTERS, DEFERRED, DELIVERY_GROUP, OUTBOX_STREAM
 from tests.engine.triggers.conftest import AS_OF, coupon_rule, lapsed_and_recent
 
 pytestmark = pytest.mark.cluster
@@ -19,7 +19,7 @@ DAYTIME = datetime(2026, 3, 10, 10, 0)  # local: outside every quiet window
 
 
 def coupons_of(triggers, member_id: str) -> list[str]:
-    return [key for key in triggers.redis.scan_iter(match=f"m:{{{member_id}}}:cpi:*")]
+    return [key for key in triggers.redis.scan_iter(match=issuance_key(member_id, "*"))]
 
 
 def emitted(make_triggers, lapsed: int = 3, **rule):
@@ -74,11 +74,11 @@ def test_quiet_hours_hold_an_sms_until_the_morning(make_triggers) -> None:
     consumer = triggers.consumer()
     consumer.drain()
     assert consumer.stats.deferred == 1 and triggers.deliveries() == []
-    assert triggers.redis.zcard(DEFERRED) == 1
+    assert triggers.redis.zcard(OUTBOX_DEFERRED) == 1
     triggers.set_now(datetime(2026, 3, 11, 9, 1))
     consumer.drain()
     assert [d["member_id"] for d in triggers.deliveries()] == members
-    assert triggers.redis.zcard(DEFERRED) == 0
+    assert triggers.redis.zcard(OUTBOX_DEFERRED) == 0
 
 
 def test_quiet_windows_across_midnight() -> None:
@@ -136,7 +136,7 @@ def test_a_failing_webhook_is_retried_then_dead_lettered(make_triggers, webhook)
     for _ in range(6):
         consumer.run_once(block=False)
     assert consumer.stats.failed == 3 and consumer.stats.dead == 1
-    assert triggers.redis.xlen(DEAD_LETTERS) == 1
+    assert triggers.redis.xlen(OUTBOX_DEAD_LETTERS) == 1
     assert triggers.redis.xpending(OUTBOX_STREAM, DELIVERY_GROUP)["pending"] == 0
     with pytest.raises(DeliveryFailed):
         WebhookAdapter("http://127.0.0.1:9/nowhere", timeout_seconds=0.5).deliver(

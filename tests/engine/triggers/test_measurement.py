@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+from engine.keys import issuance_key
 from engine.measurement import Measurement
 from tests.engine.triggers.conftest import AS_OF, coupon_rule, lapsed_and_recent, purchase
 
@@ -26,7 +27,7 @@ def test_lift_is_treatment_minus_holdout_spend_with_an_interval_and_roi(make_tri
     triggers.ingest([purchase(m, later, amount=30.0 + i % 10) for i, m in enumerate(treated)]
                     + [purchase(m, later, amount=10.0) for m in held]
                     + [purchase(members[0], AS_OF_plus(40), amount=500.0)])  # outside the attribution window
-    code = triggers.redis.get(next(iter(triggers.redis.scan_iter(match=f"m:{{{treated[0]}}}:cpi:*"))))
+    code = triggers.redis.get(next(iter(triggers.redis.scan_iter(match=issuance_key(treated[0], "*")))))
     triggers.set_now(datetime(2026, 3, 12, 11, 0))
     triggers.coupons.redeem(code, treated[0], "S001")
     report = Measurement(triggers.redis, attribution_days=14, margin_rate=0.25).report(
