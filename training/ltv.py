@@ -32,8 +32,8 @@ from datetime import date, datetime, time, timedelta
 import numpy as np
 import pandas as pd
 
-from engine.programme import Programme
 from engine.point_in_time import features_as_of_dates
+from engine.programme import Programme
 from training.churn import MIN_TRAIN_MEMBERS, ChurnParams, ChurnSplit, _iso, check_history_covers
 from training.churn_model import MODEL_INPUTS, NUMERIC_FEATURES, ChurnModel, input_frame
 from training.steps import StepTimes

@@ -30,8 +30,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from engine.programme import Programme
 from engine.point_in_time import features_as_of_dates
+from engine.programme import Programme
 from engine.settings import ArbitrationRules
 from training.churn import ChurnParams, churn_metrics
 from training.churn_model import MODEL_INPUTS, NUMERIC_FEATURES, ChurnModel, input_frame
