@@ -138,7 +138,10 @@ class NextBestOffer:
         version = self.models.versions.get("churn")
         if member.state is None:
             return ChurnOut(probability=None, model_version=version)
-        member.scores = self.models.score_member(member.features)
+        try:
+            member.scores = self.models.score_member(member.features)
+        except ModelUnavailable:  # a champion that cannot score: answer as without it
+            member.scores = MemberScores()
         if member.scores.churn is None:
             DEGRADED.labels("churn_model").inc()
             member.degraded.append("churn_model")

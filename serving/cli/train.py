@@ -59,8 +59,8 @@ def train_ltv(
 def train_response(
     transactions: Path = typer.Option(..., exists=True, dir_okay=False, help="transaction file"),
     exposures: Path = typer.Option(..., exists=True, dir_okay=False,
-                                   help="exposures (member_id, rule_id, day, group t|h, redeemed): "
-                                        "nbo report exposures, or nbo data generate --campaigns"),
+                                   help="exposures (member_id, rule_id, day, group t|h, redeemed), CSV or "
+                                        "Parquet, e.g. from nbo data generate --campaigns"),
     test_from: str = typer.Option(..., help="YYYY-MM-DD: exposures from this day on are the holdout"),
     attribution_days: int = typer.Option(14, min=1, help="spend counted from the exposure day for this many days"),
     members: Path | None = typer.Option(None, exists=True, dir_okay=False, help="member profiles (registration days)"),
