@@ -1,4 +1,9 @@
-"""``nbo bench models``: both models vs their baselines on the full real logs, training times, latencies.
+"""``nbo bench models``: every model vs its baselines on the real logs and synthetic data, times, latencies.
+
+One table per model and dataset: the model, every baseline, the paired bootstrap interval of its
+lead over the strongest baseline, and the training time; then the cost of scoring one member
+online with churn, lifetime value and the response model together (one input row, ``score_member``)
+against churn alone.
 
 Nothing is logged to MLflow: the pipelines run exactly as ``nbo train`` runs them, minus the
 registry step (whose cost, mostly MLflow's own, is reported by ``nbo train``).
@@ -40,6 +45,8 @@ class ModelBenchmarkResult:
 
     churn: dict[str, dict[str, object]] = field(default_factory=dict)
     recommender: dict[str, dict[str, object]] = field(default_factory=dict)
+    ltv: dict[str, dict[str, object]] = field(default_factory=dict)
+    response: dict[str, dict[str, object]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     latency_us: dict[str, float] = field(default_factory=dict)
 
@@ -80,11 +87,149 @@ def run_model_benchmark(
         console.print(_recommender_table(name, dataset, recommender.metrics_json(), k))
         timed = timed or (churn, recommender)
 
+    ltv_model = None
+    retail = data_dir / DATASETS[0].file
+    if retail.exists():
+        from training.ltv import train_ltv
+
+        data = load_transactions(retail, DATASETS[0].fmt)
+        start = time.perf_counter()
+        ltv = train_ltv(data.frame, DATASETS[0].churn_cutoff, DATASETS[0].horizon_days, programme)
+        result.seconds["online_retail: train + evaluate ltv"] = time.perf_counter() - start
+        result.ltv["online_retail"] = ltv.metrics_json()
+        console.print(_ltv_table("online_retail", ltv.metrics_json(), result.seconds["online_retail: train + evaluate ltv"]))
+        ltv_model = ltv.model
+    response_model = _synthetic(result, console, programme, k)
     result.seconds.update(_als_at_scale(als_members, console))
     if timed is not None:
         result.latency_us.update(_latencies(*timed))
+        if ltv_model is not None and response_model is not None:
+            result.latency_us.update(_decision_latency(timed[0], ltv_model, response_model))
     console.print(_figures_table(result))
     return result
+
+
+def _synthetic(result: ModelBenchmarkResult, console: Console, programme, k: int):
+    """Churn, LTV, recommender and response on synthetic members with coupon campaigns of known effect."""
+    from tools.synthetic import generate, with_coupon_responses
+    from training.churn import train_churn
+    from training.ltv import train_ltv
+    from training.recommendation import train_recommender
+    from training.response import train_response
+
+    shop = with_coupon_responses(generate(members=6000, days=240, seed=1, start=date(2025, 6, 1)), seed=1)
+    cutoff = date(2025, 12, 15)
+    timings = {}
+    start = time.perf_counter()
+    churn = train_churn(shop.transactions, cutoff, 30, programme, members=shop.members)
+    timings["churn"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ltv = train_ltv(shop.transactions, cutoff, 30, programme, members=shop.members)
+    timings["ltv"] = time.perf_counter() - start
+    start = time.perf_counter()
+    recommender = train_recommender(shop.transactions, date(2026, 1, 1), k)
+    timings["recommender"] = time.perf_counter() - start
+    start = time.perf_counter()
+    response = train_response(shop.transactions, shop.exposures, max(shop.exposures["day"]), programme,
+                              members=shop.members)
+    timings["response"] = time.perf_counter() - start
+    for kind, seconds in timings.items():
+        result.seconds[f"synthetic: train + evaluate {kind}"] = seconds
+    result.churn["synthetic"] = churn.metrics_json()
+    result.ltv["synthetic"] = ltv.metrics_json()
+    result.recommender["synthetic"] = recommender.metrics_json()
+    document = response.metrics_json()
+    document["true_uplift"] = _true_uplift_check(response, shop)
+    result.response["synthetic"] = document
+    console.print(_churn_table("synthetic", BenchmarkDataset("synthetic", "canonical", cutoff, 30, date(2026, 1, 1)),
+                               churn.metrics_json()))
+    console.print(_ltv_table("synthetic", ltv.metrics_json(), timings["ltv"]))
+    console.print(_recommender_table("synthetic", BenchmarkDataset("synthetic", "canonical", cutoff, 30, date(2026, 1, 1)),
+                                     recommender.metrics_json(), k))
+    console.print(_response_table("synthetic", document, timings["response"]))
+    return response.model
+
+
+def _true_uplift_check(response, shop) -> dict[str, float]:
+    """How well the model ranks the holdout by the generator's true uplift: Spearman and the oracle Qini."""
+    from scipy.stats import spearmanr
+
+    truth = shop.truth.responses.set_index("member_id")["true_uplift"].loc[response.holdout["member_id"]].to_numpy()
+    predicted = response.scores["uplift"].to_numpy()
+
+    def oracle(score: np.ndarray) -> float:
+        q = np.cumsum(truth[np.argsort(-score, kind="stable")])
+        n = len(q)
+        return float(q.mean() / n - q[-1] / n * (n + 1) / (2 * n))
+
+    return {"spearman": round(float(spearmanr(predicted, truth).statistic), 4),
+            "oracle_qini_model": round(oracle(predicted), 4), "oracle_qini_perfect": round(oracle(truth), 4),
+            "oracle_qini_redeem_only": round(oracle(response.scores["redeem"].to_numpy()), 4)}
+
+
+def _ltv_table(name: str, metrics: dict, seconds: float) -> Table:
+    table = Table(title=f"ltv on {name}: spend in {metrics['horizon_days']} days after {metrics['cutoff']}, "
+                        f"{metrics['n_test']:,} members, mean {metrics['mean_spend']:.1f} yuan")
+    columns = ("spearman", "gini", "top_decile_capture", "mae")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_column("Gini lead, 95% CI", justify="right")
+    table.add_row("lightgbm (tweedie)", *(f"{metrics[c]:.4f}" for c in columns), "")
+    for baseline, values in metrics["baselines"].items():
+        lead = metrics["vs_baselines"][baseline]["gini"]
+        table.add_row(baseline, *(f"{values[c]:.4f}" for c in columns),
+                      f"{lead['difference']:+.4f} ({lead['ci95'][0]:+.4f}..{lead['ci95'][1]:+.4f})")
+    table.caption = f"Gini 95% CI {metrics['gini_ci'][0]:.4f}..{metrics['gini_ci'][1]:.4f}; trained in {seconds:.1f} s"
+    return table
+
+
+def _response_table(name: str, metrics: dict, seconds: float) -> Table:
+    table = Table(title=f"response on {name}: exposures from {metrics['test_from']}, {metrics['n_test']:,} held out, "
+                        f"{metrics['attribution_days']}-day spend")
+    columns = ("qini", "auuc", "uplift_top_30pct")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_column("Qini lead, 95% CI", justify="right")
+    table.add_row("two-model uplift", *(f"{metrics[c]:.4f}" for c in columns), "")
+    for baseline, values in metrics["baselines"].items():
+        lead = metrics["qini_vs_baselines"][baseline]
+        table.add_row(baseline, *(f"{values[c]:.4f}" for c in columns),
+                      f"{lead['difference']:+.4f} ({lead['ci95'][0]:+.4f}..{lead['ci95'][1]:+.4f})")
+    truth = metrics.get("true_uplift", {})
+    table.caption = (f"against the generator's true uplift: Spearman {truth.get('spearman', float('nan')):.3f}, "
+                     f"oracle Qini {truth.get('oracle_qini_model', float('nan')):.2f} of a perfect "
+                     f"{truth.get('oracle_qini_perfect', float('nan')):.2f} (ranking by p(redeem): "
+                     f"{truth.get('oracle_qini_redeem_only', float('nan')):.2f}); redeem AUC "
+                     f"{metrics.get('redeem_auc_roc', float('nan')):.3f}; trained in {seconds:.1f} s")
+    return table
+
+
+def _decision_latency(churn, ltv_model, response_model, repeats: int = 20_000) -> dict[str, float]:
+    """Median cost of churn alone vs churn + LTV + response from one input row, per member."""
+    from training.champions import ChampionModels
+
+    rows = churn.test.features.head(200)
+    features = [{name: (None if value != value else value) for name, value in row.items()} for _, row in rows.iterrows()]
+    alone = ChampionModels.from_models(churn=churn.model)
+    together = ChampionModels.from_models(churn=churn.model, ltv=ltv_model, response=response_model)
+
+    def median_us(models) -> float:
+        for f in features:
+            models.score_member(f)
+        samples = []
+        for i in range(repeats):
+            f = features[i % len(features)]
+            start = time.perf_counter()
+            models.score_member(f)
+            samples.append(time.perf_counter() - start)
+        return float(np.median(samples) * 1e6)
+
+    churn_only, everything = median_us(alone), median_us(together)
+    return {"churn alone (score_member), median": churn_only,
+            "churn + ltv + response (one row), median": everything,
+            "what ltv + response add to a decision": everything - churn_only}
 
 
 def _churn_table(name: str, dataset: BenchmarkDataset, metrics: dict) -> Table:
@@ -94,12 +239,19 @@ def _churn_table(name: str, dataset: BenchmarkDataset, metrics: dict) -> Table:
     table.add_column("model")
     for column in columns:
         table.add_column(column, justify="right")
-    rows = [("lightgbm", metrics), *metrics["baselines"].items()]
-    for model, values in rows:
-        table.add_row(model, *(f"{values[c]:.4f}" for c in columns))
+    table.add_column("AUC lead, 95% CI", justify="right")
+    table.add_row("lightgbm", *(f"{metrics[c]:.4f}" for c in columns), "")
+    for model, values in metrics["baselines"].items():
+        lead = metrics["auc_roc_vs_baselines"][model]
+        table.add_row(model, *(f"{values[c]:.4f}" for c in columns),
+                      f"{lead['mean']:+.4f} ({lead['ci95'][0]:+.4f}..{lead['ci95'][1]:+.4f})")
     best = metrics["best_single_feature_baseline"]
-    table.caption = (f"ROC-AUC over the best single feature ({best}): {metrics['auc_roc_over_best_single_feature']:+.4f}; "
-                     f"trees: {metrics['best_iteration']} (validation: {metrics['validation']})")
+    lead = metrics["auc_roc_over_best_baseline"]
+    table.caption = (f"ROC-AUC 95% CI {metrics['auc_roc_ci'][0]:.4f}..{metrics['auc_roc_ci'][1]:.4f}; over the best "
+                     f"baseline ({lead['baseline']}): {lead['difference']:+.4f} (95% CI {lead['ci95'][0]:+.4f}.."
+                     f"{lead['ci95'][1]:+.4f}); over the best single feature ({best}): "
+                     f"{metrics['auc_roc_over_best_single_feature']:+.4f}; trees: {metrics['best_iteration']} "
+                     f"(validation: {metrics['validation']}, {len(metrics['train_snapshots'])} training snapshot(s))")
     return table
 
 
