@@ -16,11 +16,11 @@ from engine.keys import key_sessions_key, session_key
 from engine.settings import ConsoleSettings, Settings
 from serving.app import create_app
 from serving.auth import ApiKeys, digest_of
-from serving.chaos import wait_for
 from serving.console.headers import CONTENT_SECURITY_POLICY
 from serving.console.session import SESSION_COOKIE
 from tests.conftest import NOW, dump_redis
 from tests.console.conftest import sign_in
+from tools.chaos import wait_for
 from training.champions import ChampionModels
 
 

@@ -18,10 +18,10 @@ from engine.keys import API_KEYS
 from engine.settings import Settings, get_settings
 from serving.app import create_app
 from serving.auth import ApiKeys, parse_duration
-from serving.chaos import wait_for
 from serving.cli import app as cli
 from tests.conftest import NOW, dump_redis
 from tests.serving.conftest import bearer
+from tools.chaos import wait_for
 from training.champions import ChampionModels
 
 

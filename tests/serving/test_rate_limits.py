@@ -15,10 +15,10 @@ from engine.redis_server import free_port
 from engine.settings import RateBudget, RateLimitSettings, Settings
 from serving.app import create_app
 from serving.auth import ApiKey
-from serving.chaos import wait_for
 from serving.rate_limits import LockedOut, RateLimited, RateLimits, lease_size
 from tests.conftest import NOW
 from tests.serving.conftest import bearer
+from tools.chaos import wait_for
 from training.champions import ChampionModels
 
 TILL = ApiKey(key_id="till00000001", role="pos")

@@ -29,7 +29,6 @@ from engine.programme import Programme
 from engine.redis_server import RedisServer, TlsFiles, connect, free_port, redis_server_binary, start_redis_server
 from engine.settings import Settings, get_settings
 from serving.auth import ApiKeys
-from serving.chaos import wait_for
 from serving.cli import app as cli
 from tests.conftest import REPO
 
@@ -51,6 +50,7 @@ from tests.serving.test_next_best_offer import (  # noqa: F401
     test_a_region_key_sees_only_its_regions_members_even_on_a_retry,
     test_the_same_request_id_returns_the_same_answer_and_issues_nothing_twice,
 )
+from tools.chaos import wait_for
 
 USER, USER_PASSWORD, DEFAULT_PASSWORD = "nbo", "s3cret-acl-pass", "s3cret-requirepass"
 
