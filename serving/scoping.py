@@ -1,8 +1,8 @@
-"""Scope on reads that have no single member: which audit entries a scoped key may see.
+"""Scope on reads: what a scoped key (``region:R`` / ``store:S``) sees of the rules, their reports and the audit log.
 
-Members, reports and the rules list keep to a scope through ``engine.scope.Scope`` (members by their
-profile's region and home store, rules by their ``scope:``). The audit log mixes kinds of entries;
-for a scoped key (``region:R`` / ``store:S``):
+Members keep to a scope through ``engine.scope.Scope`` (by their profile's region and home store), rules by
+their ``scope:`` and the stores' regions (``Settings.store_regions``); reports count the scope's members only.
+The routes and the console's pages call these, so both show the same. The audit log mixes kinds of entries:
 
 * entries about a member (coupons issued or redeemed, deliveries suppressed, erasures, exports) are
   shown when the member is in scope (an erased member by their tombstone's region and store);
@@ -14,18 +14,43 @@ for a scoped key (``region:R`` / ``store:S``):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 from engine.keys import erased_marker_key, member_key
+from engine.measurement import report_window
 from engine.member_state import PROFILE
+from engine.rules import RuleStatus
 from engine.scope import Scope
-from serving.routes.rules import visible_rules
+from serving.auth import ApiKey
+from serving.schemas import RulesReport, rule_measured
 from serving.services import Services
 
 MEMBER_ACTIONS = ("coupon.", "outbox.", "member.")
 """Actions whose subject is a member id."""
 PROGRAMME_ACTIONS = ("rules.reload", "model.")
 """Changes to the whole programme's configuration."""
+
+
+def visible_rules(statuses: list[RuleStatus], scope: Scope, store_regions: Mapping[str, str]) -> list[RuleStatus]:
+    """The rules a reader of ``scope`` sees: those that apply there (an invalid one's reach is unknown: unscoped
+    readers only); a rule's budget is the whole programme's figure, so it is shown only where the rule is confined."""
+    if scope.everything:
+        return statuses
+    return [s if scope.confines_rule(s.regions, s.stores, store_regions) else replace(s, budget=())
+            for s in statuses if s.status != "invalid" and scope.applies_to_rule(s.regions, s.stores, store_regions)]
+
+
+def rules_report(services: Services, key: ApiKey, since: date | None = None, until: date | None = None,
+                 period: str = "month") -> RulesReport:
+    """The report for ``key``: the rules that apply in its scope, counting its scope's members only (the route and
+    the console's rules page); ``ValueError`` for a bad range."""
+    since, until = report_window(since, until, services.today())
+    reports = services.rule_reports(since, until, period, key.reach)
+    return RulesReport(since=since, until=until, attribution_days=services.settings.triggers.attribution_days,
+                       rules=[rule_measured(r) for r in reports])
 
 
 def visible_audit_entries(services: Services, scope: Scope, action_prefix: str = "", limit: int = 100) -> list[dict]:

@@ -40,7 +40,7 @@ from engine.triggers import (
     server_worker_name,
 )
 from serving.auth import ApiKeys
-from serving.console.sessions import ConsoleSessions
+from serving.console import ConsoleSessions
 from serving.next_best_offer import NextBestOffer
 from serving.rate_limits import RateLimits
 from training.champions import ChampionModels, ModelUnavailable

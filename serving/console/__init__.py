@@ -3,9 +3,12 @@ services, keys and roles as the JSON API.
 
 * ``install_console(app)``: adds the pages (rules, try it, models, health), static files, error pages
   and the security headers every console response carries.
+* ``ConsoleSessions``: sign-in sessions in Redis (the services own one).
 """
 
 from __future__ import annotations
+
+from serving.console.sessions import ConsoleSessions
 
 
 def install_console(app) -> None:
@@ -15,4 +18,4 @@ def install_console(app) -> None:
     install(app)
 
 
-__all__ = ["install_console"]
+__all__ = ["ConsoleSessions", "install_console"]

@@ -49,9 +49,8 @@ from serving.console.session import (
     request_language,
 )
 from serving.dependencies import ServicesDep
-from serving.routes.reports import rules_report
-from serving.routes.rules import visible_rules
 from serving.schemas import OfferRequest
+from serving.scoping import rules_report, visible_rules
 from serving.services import Services
 
 HERE = Path(__file__).parent

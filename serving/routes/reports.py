@@ -7,23 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
-from engine.measurement import report_window
-from serving.auth import ApiKey
 from serving.dependencies import ReportsReadKey, ServicesDep
-from serving.schemas import RulesReport, rule_measured
-from serving.services import Services
+from serving.schemas import RulesReport
+from serving.scoping import rules_report
 
 router = APIRouter(tags=["reports"])
-
-
-def rules_report(services: Services, key: ApiKey, since: date | None = None, until: date | None = None,
-                 period: str = "month") -> RulesReport:
-    """The report for ``key``: the rules that apply in its scope, counting its scope's members only (the route and
-    the console's rules page); ``ValueError`` for a bad range."""
-    since, until = report_window(since, until, services.today())
-    reports = services.rule_reports(since, until, period, key.reach)
-    return RulesReport(since=since, until=until, attribution_days=services.settings.triggers.attribution_days,
-                       rules=[rule_measured(r) for r in reports])
 
 
 @router.get("/v1/reports/rules", response_model=RulesReport)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
 from datetime import date
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from engine.rules import RuleStatus
-from engine.scope import Scope
 from serving.dependencies import RulesReadKey, RulesWriteKey, ServicesDep
+from serving.scoping import visible_rules
 
 router = APIRouter(tags=["rules"])
 
@@ -62,15 +59,6 @@ class ReloadOut(BaseModel):
     changed: bool
     errors: list[str]
     warnings: list[str]
-
-
-def visible_rules(statuses: list[RuleStatus], scope: Scope, store_regions: Mapping[str, str]) -> list[RuleStatus]:
-    """The rules a reader of ``scope`` sees: those that apply there (an invalid one's reach is unknown: unscoped
-    readers only); a rule's budget is the whole programme's figure, so it is shown only where the rule is confined."""
-    if scope.everything:
-        return statuses
-    return [s if scope.confines_rule(s.regions, s.stores, store_regions) else replace(s, budget=())
-            for s in statuses if s.status != "invalid" and scope.applies_to_rule(s.regions, s.stores, store_regions)]
 
 
 @router.get("/v1/rules", response_model=RulesOut)
