@@ -7,9 +7,10 @@ which the old secret still works. Every change is audited.
 
 Verified keys are cached briefly in process, so scoring keeps working through a short Redis
 outage and a request costs no round trip. Every change bumps ``nbo:keys:version``; each process
-checks it several times a second (``watch``, a thread of ``nbo serve``; or inline, at most every
-``version_check_seconds``, where nothing watches) and drops its cache when it moved, so a revoked
-key stops working on every worker within a second, not after the cache's 30 s.
+checks it four times a second (``watch``, a thread of ``nbo serve``; where nothing watches, a
+verification looks itself once a second) and drops its cache when it moved, so a revoked key stops
+working on every worker within a second, not after the cache's 30 s. Expiry is checked on every
+verification, cached or not.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 KeyStatus = Literal["active", "rotating", "expired", "revoked"]
+INLINE_CHECK_SECONDS = 1.0
+"""Where no thread watches the key version, a verification looks at it at most this often (within a second)."""
+CACHE_ENTRIES = 100_000
 
 
 class OutOfScope(Exception):
@@ -193,6 +197,7 @@ class ApiKeys:
         self.audit = audit
         self.cache_seconds = cache_seconds
         self.version_check_seconds = version_check_seconds
+        """How often ``watch`` looks; a request looks itself only if nothing did for ``INLINE_CHECK_SECONDS``."""
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
         self._version: str | None = None
         self._version_checked = float("-inf")
@@ -207,7 +212,7 @@ class ApiKeys:
     def record(self, digest: str) -> KeyRecord | None:
         """The working record of a key's digest (cached; None if unknown, revoked or expired)."""
         now = time.monotonic()
-        if now - self._version_checked >= self.version_check_seconds:
+        if now - self._version_checked >= INLINE_CHECK_SECONDS:  # nothing watches (a test app, a command)
             self.check_version(now)
         cached = self._cache.get(digest)
         if cached and now - cached[0] < self.cache_seconds:
@@ -221,6 +226,8 @@ class ApiKeys:
                     return found if found is not None and found.works(self.clock()) else None
                 raise
             found = KeyRecord.from_json(digest, raw) if raw is not None else None
+            if len(self._cache) >= CACHE_ENTRIES:  # a flood of made-up keys must not grow the process
+                self._cache = {}
             self._cache[digest] = (now, found)
             if found is not None and found.works(self.clock()):
                 self._note_use(digest)
