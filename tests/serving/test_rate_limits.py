@@ -39,6 +39,7 @@ def admitted(limiter: RateLimits, calls: int, permission: str = "events") -> int
     return count
 
 
+@pytest.mark.cluster
 def test_the_bucket_is_shared_by_every_worker(redis_client: redis.Redis) -> None:
     """Two workers (two limiters on one Redis) together admit exactly the burst; then 429 with when to retry."""
     settings = limits_with(events=RateBudget(per_second=0.5, burst=6))
@@ -123,6 +124,7 @@ def test_guessing_codes_locks_out_the_member_then_the_key(api: TestClient) -> No
     assert api.post(f"/v1/coupons/{'3' * 16}/redeem", headers=other_till, json={"member_id": "G3"}).status_code == 404
 
 
+@pytest.mark.cluster
 def test_lockouts_count_only_unknown_codes(redis_client: redis.Redis) -> None:
     from engine.coupons import CouponError
 
