@@ -3,7 +3,8 @@
 The small public surface:
 
 * ``load_rules(dir)`` -> ``LoadedRules`` (valid rules, coupon templates, calendar, ``problems``
-  as ``file:line: message``); ``run_examples(dir)`` runs every rule's examples.
+  as ``file:line: message``); ``run_examples(dir)`` runs every rule's examples; ``RESERVED_FILES``
+  are the directory's files that hold no rules (coupon templates, festivals).
 * ``RuleRuntime(dir, timezone)``: ``reload()`` (atomic; keeps the last good rules on errors),
   ``evaluate(trigger, features, RequestContext)`` -> ``Evaluation`` of ``Firing``s,
   ``statuses(today, limits, now)`` for ``GET /v1/rules``; ``start_watching`` hot-reloads on change.
@@ -17,7 +18,7 @@ from engine.rules.backtest import BacktestReport, RuleBacktest, backtest, backte
 from engine.rules.context import TRIGGERS, BasketLine, RequestContext
 from engine.rules.examples import ExampleReport, ExampleResult, run_examples
 from engine.rules.limits import Ask, BudgetUse, Reservation, RuleLimits, in_holdout
-from engine.rules.loader import CheckedRule, LoadedRules, Problem, load_rules
+from engine.rules.loader import RESERVED_FILES, CheckedRule, LoadedRules, Problem, load_rules
 from engine.rules.runtime import (
     Evaluation,
     Firing,
@@ -30,8 +31,8 @@ from engine.rules.runtime import (
 from engine.rules.schema import CouponTemplate, Rule, action_body, action_kind, json_schema, schema_text, write_schema
 
 __all__ = [
-    "TRIGGERS", "BacktestReport", "BasketLine", "BudgetUse", "CheckedRule", "CouponTemplate", "Evaluation",
-    "ExampleReport", "ExampleResult", "Firing", "LoadedRules", "Problem", "ReloadReport", "RequestContext",
+    "RESERVED_FILES", "TRIGGERS", "BacktestReport", "BasketLine", "BudgetUse", "CheckedRule", "CouponTemplate",
+    "Evaluation", "ExampleReport", "ExampleResult", "Firing", "LoadedRules", "Problem", "ReloadReport", "RequestContext",
     "Ask", "Reservation", "Rule", "RuleBacktest", "RuleEngineError", "RuleLimits", "RuleRuntime", "RuleStatus",
     "action_body", "action_kind", "backtest", "backtest_history", "in_holdout", "json_schema", "load_rules",
     "run_examples", "schema_text", "start_watching", "write_schema",

@@ -30,9 +30,16 @@ import pandas as pd
 from engine.feature_store import FeatureStore
 from engine.features import FEATURE_NAMES, member_features
 from engine.programme import Programme
-from engine.rules import ExampleReport, ExampleResult, RuleBacktest, backtest, load_rules, run_examples
+from engine.rules import (
+    RESERVED_FILES,
+    ExampleReport,
+    ExampleResult,
+    RuleBacktest,
+    backtest,
+    load_rules,
+    run_examples,
+)
 from engine.rules.compiler import compile_rules
-from engine.rules.loader import RESERVED_FILES
 
 RULE_FILE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.ya?ml$")
 MAX_FILE_BYTES = 64_000
