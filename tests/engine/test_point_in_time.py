@@ -15,7 +15,7 @@ from engine.point_in_time import features_as_of
 from engine.programme import Programme
 from engine.synthetic import generate
 from engine.transactions import read_transactions
-from tests.conftest import shared_data
+from tests.helpers.paths import shared_data
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pandas as pd
 
 from engine.synthetic import SyntheticData, generate
 from engine.transactions import read_transactions
-from tests.conftest import shared_data
+from tests.helpers.paths import shared_data
 
 RETAIL_TEST_FROM = date(2011, 9, 1)
 

@@ -11,13 +11,9 @@ from fastapi.testclient import TestClient
 from engine.settings import Settings
 from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW, REPO
+from tests.helpers.clock import NOW
+from tests.helpers.paths import REPO
 from training.champions import ChampionModels
-
-
-def bearer(key: str) -> dict[str, str]:
-    """The header that presents an API key."""
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture

@@ -13,9 +13,13 @@ from engine.redis_server import free_port
 from engine.settings import Settings
 from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW
-from tests.serving.conftest import bearer
+from tests.helpers.clock import NOW
+from tests.helpers.events import purchase, register
+from tests.helpers.http import bearer
 from training.champions import ChampionModels
+
+LAST_VISIT = "2026-02-27T18:30:00"
+"""Two days before ``NOW``."""
 
 
 @pytest.fixture
@@ -26,19 +30,12 @@ def client(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient
         yield test_client
 
 
-def register(member: str, store: str = "S001", region: str = "north") -> dict:
-    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-01-05T10:00:00",
-            "store_id": store, "region": region}
-
-
-def purchase(member: str, event_id: str, amount: float) -> dict:
-    return {"event_id": event_id, "type": "purchase", "member_id": member, "ts": "2026-02-27T18:30:00",
-            "store_id": "S001", "lines": [{"sku": "SKU1", "qty": 2, "amount": amount, "category": "dairy"}]}
 
 
 def test_events_batch_counts_accepted_duplicates_and_rejected(client: TestClient, keys: ApiKeys) -> None:
     pos = bearer(keys.create("pos"))
-    batch = [register("A"), purchase("A", "p1", 42.0), {"event_id": "x", "type": "purchase", "member_id": "A"}]
+    batch = [register("A"), purchase("A", LAST_VISIT, 42.0, event_id="p1"),
+             {"event_id": "x", "type": "purchase", "member_id": "A"}]
     first = client.post("/v1/events", json=batch, headers=pos)
     again = client.post("/v1/events", json=batch[:2], headers=pos)
     assert first.status_code == 200
@@ -56,7 +53,7 @@ def test_events_body_must_be_an_array(client: TestClient, keys: ApiKeys) -> None
 
 def test_member_features_after_events(client: TestClient, keys: ApiKeys) -> None:
     pos = bearer(keys.create("pos"))
-    client.post("/v1/events", json=[register("A"), purchase("A", "p1", 42.0)], headers=pos)
+    client.post("/v1/events", json=[register("A"), purchase("A", LAST_VISIT, 42.0, event_id="p1")], headers=pos)
     response = client.get("/v1/members/A/features", headers=pos)
     assert response.status_code == 200
     features = response.json()["features"]
@@ -80,7 +77,7 @@ def test_keys_are_required_and_roles_enforced(client: TestClient, keys: ApiKeys)
 
 def test_store_scoped_key_sees_only_its_store(client: TestClient, keys: ApiKeys) -> None:
     admin = bearer(keys.create("admin"))
-    client.post("/v1/events", json=[register("A", store="S001"), register("B", store="S002", region="south")],
+    client.post("/v1/events", json=[register("A", store_id="S001"), register("B", store_id="S002", region="south")],
                 headers=admin)
     store_key = bearer(keys.create("pos", scope="store:S001"))
     region_key = bearer(keys.create("app", scope="region:south"))
@@ -136,7 +133,7 @@ def test_coupon_redemption_refuses_bad_codes_foreign_members_and_scopes(client: 
     from engine.coupons import CouponTerms
 
     admin = bearer(keys.create("admin"))
-    client.post("/v1/events", json=[register("A", store="S001"), register("B", store="S002")], headers=admin)
+    client.post("/v1/events", json=[register("A", store_id="S001"), register("B", store_id="S002")], headers=admin)
     coupon = client.app.state.services.coupons.issue("A", CouponTerms("OFF5", "amount_off", 5, 7), "r", "pos", "q")
     other_store = bearer(keys.create("pos", scope="store:S002"))
     assert client.post("/v1/coupons/not-a-code/redeem", headers=admin).status_code == 422

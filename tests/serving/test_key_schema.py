@@ -18,9 +18,9 @@ from engine.ingestion import EventStreamConsumer, publish_events
 from engine.keys import KINDS, OUTBOX_STREAM, hash_tag, kind_of, member_of, member_tag
 from engine.settings import Settings
 from serving.app import create_app
-from tests.engine.rules.conftest import write_rules
-from tests.engine.triggers.conftest import coupon_rule, purchase, register
-from tests.serving.conftest import bearer
+from tests.helpers.events import purchase, register
+from tests.helpers.http import bearer
+from tests.helpers.rules import coupon_rule, write_rules
 from training.batch import score_members
 from training.champions import ChampionModels
 

@@ -13,7 +13,7 @@ from engine.rules import in_holdout
 from engine.settings import Settings
 from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW
+from tests.helpers.clock import NOW
 
 NEW_MEMBER_RULE = "new-member-first-order"
 

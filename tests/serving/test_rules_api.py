@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from engine.settings import Settings
 from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW, REPO
+from tests.helpers.clock import NOW
+from tests.helpers.paths import REPO
 from training.champions import ChampionModels
 
 

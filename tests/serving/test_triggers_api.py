@@ -20,10 +20,10 @@ from engine.triggers import DailyScheduler
 from serving.app import create_app
 from serving.auth import ApiKeys
 from serving.cli import app as cli
-from tests.conftest import NOW
-from tests.engine.rules.conftest import write_rules
-from tests.engine.triggers.conftest import coupon_rule, purchase, register
-from tests.serving.conftest import bearer
+from tests.helpers.clock import NOW
+from tests.helpers.events import purchase, register
+from tests.helpers.http import bearer
+from tests.helpers.rules import coupon_rule, write_rules
 from training.champions import ChampionModels
 
 WELCOME = coupon_rule("first-purchase", when="orders_total == 1", trigger="event.purchase",

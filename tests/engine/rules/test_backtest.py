@@ -12,7 +12,7 @@ from engine.programme import Programme
 from engine.rules import backtest, backtest_history, load_rules
 from engine.rules.compiler import compile_rules
 from engine.synthetic import generate
-from tests.engine.rules.conftest import SHIPPED, context, rule, runtime
+from tests.helpers.rules import SHIPPED, context, rule, runtime
 
 AS_OF = date(2026, 5, 1)
 
