@@ -11,12 +11,10 @@ from fastapi.testclient import TestClient
 from engine.keys import API_KEYS
 from engine.redis_server import free_port
 from engine.settings import Settings
-from serving.app import create_app
 from serving.auth import ApiKeys
 from tests.helpers.clock import NOW
 from tests.helpers.events import purchase, register
-from tests.helpers.http import bearer
-from training.champions import ChampionModels
+from tests.helpers.http import bearer, serve
 
 LAST_VISIT = "2026-02-27T18:30:00"
 """Two days before ``NOW``."""
@@ -24,9 +22,7 @@ LAST_VISIT = "2026-02-27T18:30:00"
 
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
-    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as test_client:
+    with serve(settings, redis_client) as test_client:
         yield test_client
 
 
@@ -106,9 +102,7 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
 
 def test_redis_away_gives_503_not_a_crash(settings: Settings) -> None:
     dead = redis.Redis(port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2, decode_responses=True)
-    app = create_app(settings, redis_client=dead, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as client:
+    with serve(settings, dead) as client:
         ready = client.get("/readyz")
         events = client.post("/v1/events", json=[register("A")], headers=bearer("nbo_anything"))
     assert ready.status_code == 503 and "redis" in ready.json()["checks"]

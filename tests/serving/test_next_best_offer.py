@@ -11,9 +11,8 @@ from engine.keys import coupon_key
 from engine.redis_server import start_redis_server
 from engine.rules import in_holdout
 from engine.settings import Settings
-from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.helpers.clock import NOW
+from tests.helpers.http import serve
 
 NEW_MEMBER_RULE = "new-member-first-order"
 
@@ -122,8 +121,7 @@ def test_when_redis_goes_away_answers_degrade_instead_of_failing(nbo_settings: S
     try:
         doomed = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=0.2, socket_connect_timeout=0.2)
         headers = {"Authorization": f"Bearer {ApiKeys(doomed).create('pos')}"}
-        app = create_app(nbo_settings, redis_client=doomed, clock=lambda: NOW, background=False, models=models)
-        with TestClient(app) as client:
+        with serve(nbo_settings, doomed, models=models) as client:
             assert ask(client, headers, "A", request_id="before").json()["degraded"] is False
             server.stop()  # the key was verified a moment ago, so it is still trusted
             response = ask(client, headers, "A", request_id="after")
