@@ -14,7 +14,6 @@ Public surface (everything else is private to the package):
 - ``engine.point_in_time``: ``features_as_of``, ``history_events``, ``fold_history``
 - ``engine.ingestion``: ``backfill``, ``publish_events``, ``EventStreamConsumer``
 - ``engine.transactions``: ``read_transactions``, ``write_transactions``, ``baskets``
-- ``engine.synthetic``: ``generate``
 - ``engine.redis_server``: ``connect``, ``start_redis_server``, ``embedded_redis``
 - ``engine.redis_circuit``: ``REDIS_DOWN`` (what a call raises when Redis is away), ``RedisCircuitOpen``
 """

@@ -8,6 +8,7 @@ are evaluated at read time from daily buckets, so they are right even weeks afte
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -63,6 +64,14 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef("avg_basket", "float", "average basket value since joining (0 without purchases)"),
     FeatureDef("orders_total", "int", "purchases since joining"),
     FeatureDef("spend_total", "float", "spend since joining"),
+    FeatureDef("first_purchase_days", "int", "days since the first purchase (0: today)", nullable=True),
+    FeatureDef("purchase_days_365d", "int", "distinct days with a purchase in the last 365 days, today included"),
+    FeatureDef("purchase_gap_mean_365d", "float", "mean days between consecutive purchase days in the last 365 days "
+               "(needs two purchase days)", nullable=True),
+    FeatureDef("purchase_gap_std_365d", "float", "spread (standard deviation) of those gaps (needs three purchase days)",
+               nullable=True),
+    FeatureDef("purchase_gap_max_365d", "int", "longest of those gaps (needs two purchase days)", nullable=True),
+    FeatureDef("categories_bought", "int", "distinct categories bought since joining"),
     FeatureDef("favourite_categories", "list[str]", "up to 3 categories bought most (by quantity)"),
     FeatureDef("last_purchase_at", "str", "local time of the last purchase (ISO)", nullable=True),
     FeatureDef("last_store", "str", "store of the last purchase", nullable=True),
@@ -80,6 +89,9 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef("segment", "str", "RFM segment", values=SEGMENTS),
     FeatureDef("churn_probability", "float", "probability of no purchase in the next 30 days (batch scored)", nullable=True),
     FeatureDef("churn_model_version", "str", "model version that scored churn_probability", nullable=True),
+    FeatureDef("ltv", "float", "predicted spend in yuan over the lifetime-value model's horizon (scored at checkout, "
+               "else the batch score)", nullable=True),
+    FeatureDef("ltv_model_version", "str", "model version that scored ltv", nullable=True),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURES_BY_NAME: dict[str, FeatureDef] = {f.name: f for f in FEATURES}
@@ -93,11 +105,13 @@ def member_features(state: MemberState | None, as_of: datetime | date, programme
         today = day_number(as_of)
     state = state or MemberState(member_id="")
     profile = state.profile
-    counts, spends, orders_this_month = _window_sums(state.days, today)
+    counts, spends, orders_this_month, purchase_days = _window_sums(state.days, today)
+    gaps = _gap_statistics(purchase_days)
     orders = float(profile.get("orders", 0.0))
     spend = float(profile.get("spend", 0.0))
     reg_day = profile.get("reg_day")
     last_day = profile.get("last_day")
+    first_day = profile.get("first_day")
     tier = effective_tier(state, today, programme) if state.registered else "regular"
     lots = live_point_lots(state, today, programme)
     recency = today - int(last_day) if last_day is not None else None
@@ -125,6 +139,12 @@ def member_features(state: MemberState | None, as_of: datetime | date, programme
         "avg_basket": round(spend / orders, 2) if orders else 0.0,
         "orders_total": int(orders),
         "spend_total": round(spend, 2),
+        "first_purchase_days": today - int(first_day) if first_day is not None else None,
+        "purchase_days_365d": len(purchase_days),
+        "purchase_gap_mean_365d": gaps[0],
+        "purchase_gap_std_365d": gaps[1],
+        "purchase_gap_max_365d": gaps[2],
+        "categories_bought": sum(1 for quantity in state.categories.values() if quantity > 0),
         "favourite_categories": [c for c, _ in sorted(state.categories.items(), key=lambda kv: (-kv[1], kv[0]))[:3]],
         "last_purchase_at": _iso_local(profile.get("last_ts")),
         "last_store": profile.get("last_store"),
@@ -141,18 +161,22 @@ def member_features(state: MemberState | None, as_of: datetime | date, programme
         "coupons_redeemed": int(profile.get("coupons_redeemed", 0)),
         "churn_probability": _maybe_float(profile.get("churn_p")),
         "churn_model_version": profile.get("churn_v"),
+        "ltv": _maybe_float(profile.get("ltv")),
+        "ltv_model_version": profile.get("ltv_v"),
     })
     features["segment"] = rfm_segment(features, programme)
     return features
 
 
-def _window_sums(days: dict[str, float], today: int) -> tuple[dict[int, float], dict[int, float], int]:
-    """Baskets and spend (yuan) in each window ending today, and baskets this calendar month, from the
-    daily buckets (one pass)."""
+def _window_sums(days: dict[str, float], today: int) -> tuple[dict[int, float], dict[int, float], int, list[int]]:
+    """Baskets and spend (yuan) in each window ending today, baskets this calendar month and the ages
+    (days ago) of the purchase days of the longest window, from the daily buckets (one pass)."""
     counts = dict.fromkeys(WINDOWS, 0.0)
     spends = dict.fromkeys(WINDOWS, 0.0)
     month_age = day_to_date(today).day - 1  # days since the 1st of this month
     month_orders = 0.0
+    longest = WINDOWS[-1]
+    purchase_ages: list[int] = []
     for key, value in days.items():
         age = today - int(key[1:])
         if age < 0:
@@ -161,12 +185,28 @@ def _window_sums(days: dict[str, float], today: int) -> tuple[dict[int, float], 
             target = counts
             if age <= month_age:
                 month_orders += value
+            if age < longest and value > 0:
+                purchase_ages.append(age)
         else:
             target = spends
         for w in WINDOWS:
             if age < w:
                 target[w] += value
-    return counts, {w: total / 100 for w, total in spends.items()}, int(month_orders)  # buckets hold fen
+    return counts, {w: total / 100 for w, total in spends.items()}, int(month_orders), purchase_ages  # buckets hold fen
+
+
+def _gap_statistics(purchase_ages: list[int]) -> tuple[float | None, float | None, int | None]:
+    """Mean, standard deviation (population) and maximum of the days between consecutive purchase days.
+
+    A member's own rhythm: "late" means something different for a daily and a monthly shopper.
+    """
+    if len(purchase_ages) < 2:
+        return None, None, None
+    ages = sorted(purchase_ages)
+    gaps = [b - a for a, b in zip(ages, ages[1:])]
+    mean = sum(gaps) / len(gaps)
+    std = math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps)) if len(gaps) > 1 else None
+    return round(mean, 4), (round(std, 4) if std is not None else None), max(gaps)
 
 
 def rfm_segment(features: dict[str, object], programme: Programme) -> str:

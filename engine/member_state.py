@@ -46,7 +46,7 @@ PROFILE_FIELDS: dict[str, type] = {
     "last_store": str, "growth": float, "refs": int, "checkins": int, "shares": int,
     "questionnaire": int, "coupons_redeemed": int, "tier": str, "tier_day": int, "tier_prev": str,
     "tier_changed_day": int,
-    "churn_p": float, "churn_v": str, "churn_day": int,
+    "churn_p": float, "churn_v": str, "churn_day": int, "ltv": float, "ltv_v": str, "ltv_day": int,
 }
 
 

@@ -105,13 +105,7 @@ def fold_history(events: Iterable[Event], programme: Programme, before: datetime
     for event in events:
         if before is not None and programme.local(event.ts) >= before:
             break
-        state = states.get(event.member_id)
-        if state is None:
-            state = states[event.member_id] = MemberState(event.member_id)
-        try:
-            apply_event(state, event, programme)
-        except EventRejected:
-            continue  # the online store would have rejected it too
+        _apply_or_skip(states, event, programme)
     return {member_id: state for member_id, state in states.items() if state.registered}
 
 
@@ -121,6 +115,52 @@ def features_as_of(
     """Every member's features on ``as_of`` from history strictly before it (one row per member)."""
     cutoff = datetime.combine(as_of, time.min)
     states = fold_history(history_events(transactions[transactions["ts"] < cutoff], members), programme, before=cutoff)
+    return _feature_frame(states, as_of, programme)
+
+
+def features_as_of_dates(
+    transactions: pd.DataFrame, dates: Iterable[date], programme: Programme, members: pd.DataFrame | None = None
+) -> dict[date, pd.DataFrame]:
+    """``features_as_of`` for each of ``dates``, folding the history once (snapshots of a training set).
+
+    Each frame is exactly what ``features_as_of(transactions, d, ...)`` returns (tested): the fold
+    stops at each date in turn, reads every member's features, and goes on.
+    """
+    wanted = sorted(set(dates))
+    if not wanted:
+        return {}
+    last = datetime.combine(wanted[-1], time.min)
+    events = history_events(transactions[transactions["ts"] < last], members)
+    states: dict[str, MemberState] = {}
+    out: dict[date, pd.DataFrame] = {}
+    pending: Event | None = None
+    for as_of in wanted:
+        cutoff = datetime.combine(as_of, time.min)
+        while True:
+            event = pending if pending is not None else next(events, None)
+            pending = None
+            if event is None:
+                break
+            if programme.local(event.ts) >= cutoff:
+                pending = event
+                break
+            _apply_or_skip(states, event, programme)
+        registered = {member_id: state for member_id, state in states.items() if state.registered}
+        out[as_of] = _feature_frame(registered, as_of, programme)
+    return out
+
+
+def _apply_or_skip(states: dict[str, MemberState], event: Event, programme: Programme) -> None:
+    state = states.get(event.member_id)
+    if state is None:
+        state = states[event.member_id] = MemberState(event.member_id)
+    try:
+        apply_event(state, event, programme)
+    except EventRejected:
+        pass  # the online store would have rejected it too
+
+
+def _feature_frame(states: dict[str, MemberState], as_of: date, programme: Programme) -> pd.DataFrame:
     rows = [member_features(state, as_of, programme) for state in states.values()]
     return pd.DataFrame(rows, index=pd.Index(list(states), name="member_id"), columns=list(FEATURE_NAMES))
 

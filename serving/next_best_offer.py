@@ -19,7 +19,7 @@ import redis
 from prometheus_client import Counter
 
 from engine import measurement
-from engine.arbitration import Candidate, Ranked, arbitrate
+from engine.arbitration import NO_OUTLOOK, Candidate, Outlook, Ranked, Response, arbitrate
 from engine.clock import Clock
 from engine.coupons import CouponLedger
 from engine.feature_store import FeatureStore
@@ -32,7 +32,7 @@ from engine.rules import BasketLine, RequestContext, RuleLimits, RuleRuntime, ac
 from engine.settings import ArbitrationRules
 from serving.auth import ApiKey, OutOfScope
 from serving.schemas import ChurnOut, CouponOut, OfferOut, OfferRequest, OfferResponse, RecommendationOut
-from training.champions import ChampionModels, ModelUnavailable
+from training.champions import ChampionModels, MemberScores, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class _Member:
     degraded: list[str]
     ranked: list = field(default_factory=list)
     """The recommender's best items for this member and basket (best first), scored once per request."""
+    scores: MemberScores = field(default_factory=MemberScores)
+    """Churn, lifetime value and response, scored once per request from one input row."""
 
 
 class NextBestOffer:
@@ -137,11 +139,27 @@ class NextBestOffer:
         if member.state is None:
             return ChurnOut(probability=None, model_version=version)
         try:
-            return ChurnOut(probability=round(self.models.score_churn(member.features), 4), model_version=version)
-        except ModelUnavailable:
+            member.scores = self.models.score_member(member.features)
+        except ModelUnavailable:  # a champion that cannot score: answer as without it
+            member.scores = MemberScores()
+        if member.scores.churn is None:
             DEGRADED.labels("churn_model").inc()
             member.degraded.append("churn_model")
             return ChurnOut(probability=member.features.get("churn_probability"), model_version=None)
+        return ChurnOut(probability=round(member.scores.churn, 4), model_version=version)
+
+    def _outlook(self, member: _Member, features: dict) -> Outlook:
+        """What the models expect of the member, for arbitration; ``ltv`` goes into the features rules read."""
+        scores = member.scores
+        if scores.ltv is not None:
+            features["ltv"] = round(scores.ltv, 2)
+            features["ltv_model_version"] = self.models.versions.get("ltv")
+        if scores.ltv is None and scores.response is None:
+            return NO_OUTLOOK
+        response = scores.response
+        return Outlook(ltv=scores.ltv, ltv_horizon_days=scores.ltv_horizon_days,
+                       response=Response(response.redeem, response.uplift, response.version or "local")
+                       if response is not None else None)
 
     def _recommendations(self, request: OfferRequest, member: _Member) -> list[RecommendationOut]:
         basket = [line.sku for line in request.basket]
@@ -162,8 +180,10 @@ class NextBestOffer:
         features = dict(member.features)
         if churn.probability is not None:
             features["churn_probability"] = churn.probability
+        outlook = self._outlook(member, features)
         candidates, holdout = self._candidates(request, member, features, now)
-        ranked, dropped = arbitrate(candidates, features, request.basket_total, request.channel, self.arbitration)
+        ranked, dropped = arbitrate(candidates, features, request.basket_total, request.channel, self.arbitration,
+                                    outlook)
         notes = [f"{d.candidate.rule_id}: {d.why}" for d in dropped]
         kept, refused, reservations = self._reserve_all(ranked, request, now)
         notes += refused
@@ -189,7 +209,9 @@ class NextBestOffer:
         return OfferOut(
             offer_id=f"{request.request_id}:{candidate.rule_id}:{candidate.kind}", rule_id=candidate.rule_id,
             kind=candidate.kind, coupon=coupon, skus=list(candidate.skus) or None, points=candidate.points or None,
-            message=candidate.extra.get("message"), score=offer.score, reason=candidate.reason,
+            message=candidate.extra.get("message"), score=offer.score,
+            reason=candidate.reason if offer.model_version is None else
+            f"{candidate.reason} (valued by response model {offer.model_version}: p(redeem) {offer.propensity:.2f})",
             conditions=list(candidate.conditions),
         )
 

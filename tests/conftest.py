@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -31,11 +31,11 @@ from engine.redis_server import (
     start_redis_server,
 )
 from engine.settings import Settings
-from engine.synthetic import SyntheticData
 from recommender import ALSParams
 from tests.helpers.clock import NOW
 from tests.helpers.shop import SHOP_CUTOFF, SHOP_HORIZON, SHOP_TEST_FROM
 from tests.recommender.datasets import synthetic_shop
+from tools.synthetic import SyntheticData
 from training.churn import ChurnTraining, train_churn
 from training.recommendation import RecommenderTraining, train_recommender
 
@@ -141,6 +141,31 @@ def shop_programme() -> Programme:
 @pytest.fixture(scope="session")
 def churn_result(shop: SyntheticData, shop_programme: Programme) -> ChurnTraining:
     return train_churn(shop.transactions, SHOP_CUTOFF, SHOP_HORIZON, shop_programme, members=shop.members)
+
+
+@pytest.fixture(scope="session")
+def ltv_result(shop: SyntheticData, shop_programme: Programme):
+    from training.ltv import train_ltv
+
+    return train_ltv(shop.transactions, SHOP_CUTOFF, SHOP_HORIZON, shop_programme, members=shop.members)
+
+
+@pytest.fixture(scope="session")
+def campaign_shop() -> SyntheticData:
+    """1,500 synthetic members over 150 days with six coupon campaigns of known heterogeneous effect."""
+    from tools.synthetic import generate, with_coupon_responses
+
+    return with_coupon_responses(generate(members=1500, days=150, seed=5, start=date(2025, 10, 1)), seed=2,
+                                 campaign_days=6, every_days=14, reach=0.9)
+
+
+@pytest.fixture(scope="session")
+def response_result(campaign_shop: SyntheticData, shop_programme: Programme):
+    from training.response import train_response
+
+    test_from = max(campaign_shop.exposures["day"])
+    return train_response(campaign_shop.transactions, campaign_shop.exposures, test_from, shop_programme,
+                          members=campaign_shop.members)
 
 
 @pytest.fixture(scope="session")

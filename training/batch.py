@@ -1,4 +1,4 @@
-"""Batch scoring: every member's churn probability and top-N recommendations into the feature store.
+"""Batch scoring: every member's churn probability, lifetime value and top-N recommendations into the store.
 
 It reads each member's state from the store and scores it with the very calls serving makes
 (``member_features`` -> ``ChampionModels.score_churn``, ``ChampionModels.recommend``), so a batch
@@ -25,6 +25,7 @@ class BatchScoringResult:
 
     members: int = 0
     churn_scored: int = 0
+    ltv_scored: int = 0
     recommended: int = 0
     versions: dict[str, str | None] = field(default_factory=dict)
     seconds: float = 0.0
@@ -41,13 +42,14 @@ def score_members(
 ) -> BatchScoringResult:
     """Score every stored member (or ``member_ids``) as of ``as_of`` (default: the store's clock).
 
-    Writes ``churn_p`` / ``churn_v`` / ``churn_day`` into each profile and the top ``top_n``
-    recommendations under ``m:{id}:r``; a model with no champion is skipped.
+    Writes ``churn_p`` / ``churn_v`` / ``churn_day`` and ``ltv`` / ``ltv_v`` / ``ltv_day`` into each
+    profile and the top ``top_n`` recommendations under ``m:{id}:r``; a model with no champion is skipped.
     """
     start = time.perf_counter()
     versions = models.versions
     churn_version = versions.get("churn")
     recommender_version = versions.get("recommender")
+    ltv_version = versions.get("ltv")
     result = BatchScoringResult(versions=dict(versions))
     ids = member_ids if member_ids is not None else store.member_ids()
     for chunk in _chunks(ids, chunk_size):
@@ -60,15 +62,20 @@ def score_members(
             if state is None:
                 continue
             result.members += 1
-            if churn_version is not None:
-                features = member_features(state, now, store.programme)
-                profiles[member_id] = {"churn_p": models.score_churn(features), "churn_v": churn_version,
-                                       "churn_day": today}
+            if churn_version is not None or ltv_version is not None:
+                scores = models.score_member(member_features(state, now, store.programme))
+                values: dict[str, object] = {}
+                if scores.churn is not None:
+                    values.update({"churn_p": scores.churn, "churn_v": churn_version, "churn_day": today})
+                    result.churn_scored += 1
+                if scores.ltv is not None:
+                    values.update({"ltv": round(scores.ltv, 2), "ltv_v": ltv_version, "ltv_day": today})
+                    result.ltv_scored += 1
+                profiles[member_id] = values
             if recommender_version is not None:
                 recommendations[member_id] = [(r.sku, r.score, r.reason) for r in models.recommend(state, (), top_n)]
         if profiles:
             store.write_profile_values(profiles)
-            result.churn_scored += len(profiles)
         if recommendations:
             store.write_recommendations(recommendations, model_version=recommender_version)
             result.recommended += len(recommendations)

@@ -17,12 +17,13 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from recommender import BlendRecommender, MemberQuery, Recommendation, load_recommender
-from training.churn_model import ChurnModel
+from training.churn_model import ChurnModel, input_row
+from training.response_model import ResponseScore
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -32,7 +33,11 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHURN_MODEL = "churn"
 RECOMMENDER_MODEL = "recommender"
+LTV_MODEL = "ltv"
+RESPONSE_MODEL = "response"
+MODEL_KINDS: tuple[str, ...] = (CHURN_MODEL, RECOMMENDER_MODEL, LTV_MODEL, RESPONSE_MODEL)
 RECOMMENDER_ARTIFACT = "recommender"  # name of the saved blend inside the logged pyfunc model
+RESPONSE_ARTIFACT = "response"  # name of the saved uplift model inside the logged pyfunc model
 
 
 class ModelUnavailable(RuntimeError):
@@ -40,13 +45,29 @@ class ModelUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class LoadedModels:
-    """The models in use and their registry versions (None: not loaded)."""
+class MemberScores:
+    """One member's scores by every loaded model, from one input row (None: that model is not loaded)."""
 
-    churn: ChurnModel | None = None
-    churn_version: str | None = None
-    recommender: BlendRecommender | None = None
-    recommender_version: str | None = None
+    churn: float | None = None
+    ltv: float | None = None
+    ltv_horizon_days: int | None = None
+    response: ResponseScore | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModels:
+    """The models in use and their registry versions, by kind (a kind absent: not loaded)."""
+
+    models: Mapping[str, Any] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def churn(self) -> ChurnModel | None:
+        return self.models.get(CHURN_MODEL)
+
+    @property
+    def recommender(self) -> BlendRecommender | None:
+        return self.models.get(RECOMMENDER_MODEL)
 
 
 def mlflow_client(tracking_uri: str) -> Any:
@@ -82,14 +103,22 @@ def model_folder(client: Any, name: str, version: str) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=client.tracking_uri))
 
 
-def load_version(client: Any, name: str, version: str) -> ChurnModel | BlendRecommender:
+def load_version(client: Any, name: str, version: str) -> Any:
     """Load one registered version, as the model object serving uses."""
     folder = model_folder(client, name, version)
     kind = client.get_model_version(name, version).tags.get("nbo.kind", name)
     if kind == CHURN_MODEL:
         return ChurnModel.load(folder)
+    if kind == LTV_MODEL:
+        from training.ltv import LtvModel
+
+        return LtvModel.load(folder)
     if kind == RECOMMENDER_MODEL:
         return load_recommender(folder / "artifacts" / RECOMMENDER_ARTIFACT)
+    if kind == RESPONSE_MODEL:
+        from training.response_model import ResponseModel
+
+        return ResponseModel.load(folder / "artifacts" / RESPONSE_ARTIFACT)
     raise ValueError(f"model {name!r} version {version}: unknown kind {kind!r}")
 
 
@@ -121,7 +150,7 @@ def member_query(member: object) -> MemberQuery:
 
 
 class ChampionModels:
-    """The champion churn model and recommender, loaded from the MLflow registry."""
+    """The champion churn, lifetime-value and response models and the recommender, from the MLflow registry."""
 
     def __init__(
         self,
@@ -129,9 +158,12 @@ class ChampionModels:
         churn_name: str = CHURN_MODEL,
         recommender_name: str = RECOMMENDER_MODEL,
         alias: str = CHAMPION,
+        ltv_name: str = LTV_MODEL,
+        response_name: str = RESPONSE_MODEL,
     ) -> None:
         self.tracking_uri = tracking_uri
-        self.names = {CHURN_MODEL: churn_name, RECOMMENDER_MODEL: recommender_name}
+        self.names = {CHURN_MODEL: churn_name, RECOMMENDER_MODEL: recommender_name, LTV_MODEL: ltv_name,
+                      RESPONSE_MODEL: response_name}
         self.alias = alias
         self._loaded = LoadedModels()
         self._reload_lock = threading.Lock()  # one reload at a time; readers never wait
@@ -149,11 +181,16 @@ class ChampionModels:
         recommender: BlendRecommender | None = None,
         churn_version: str = "local",
         recommender_version: str = "local",
+        ltv: Any = None,
+        response: Any = None,
+        version: str = "local",
     ) -> ChampionModels:
         """Models already in memory (tests, notebooks); ``reload_if_changed`` then does nothing."""
         models = cls(None)
-        models._loaded = LoadedModels(churn, churn_version if churn else None,
-                                      recommender, recommender_version if recommender else None)
+        given = {CHURN_MODEL: (churn, churn_version), RECOMMENDER_MODEL: (recommender, recommender_version),
+                 LTV_MODEL: (ltv, version), RESPONSE_MODEL: (response, version)}
+        models._loaded = LoadedModels({k: m for k, (m, _) in given.items() if m is not None},
+                                      {k: v for k, (m, v) in given.items() if m is not None})
         return models
 
     def load(self) -> Self:
@@ -185,24 +222,22 @@ class ChampionModels:
         with self._reload_lock:
             wanted = self.champion_versions()
             current = self._loaded
-            churn, churn_version = current.churn, current.churn_version
-            recommender, recommender_version = current.recommender, current.recommender_version
+            models, versions = dict(current.models), dict(current.versions)
             client = mlflow_client(self.tracking_uri)
-            if wanted[CHURN_MODEL] != churn_version:
-                loaded = self._load_or_keep(client, CHURN_MODEL, wanted[CHURN_MODEL])
-                if loaded is not False:
-                    churn, churn_version = loaded, wanted[CHURN_MODEL]
-            if wanted[RECOMMENDER_MODEL] != recommender_version:
-                loaded = self._load_or_keep(client, RECOMMENDER_MODEL, wanted[RECOMMENDER_MODEL])
-                if loaded is not False:
-                    recommender, recommender_version = loaded, wanted[RECOMMENDER_MODEL]
-            for kind, version in ((CHURN_MODEL, churn_version), (RECOMMENDER_MODEL, recommender_version)):
-                if wanted[kind] == version:  # the champion moved back to the version in use
+            for kind in MODEL_KINDS:
+                if wanted[kind] != versions.get(kind):
+                    loaded = self._load_or_keep(client, kind, wanted[kind])
+                    if loaded is not False:
+                        if loaded is None:
+                            models.pop(kind, None)
+                            versions.pop(kind, None)
+                        else:
+                            models[kind], versions[kind] = loaded, wanted[kind]
+                if wanted[kind] == versions.get(kind):  # the champion moved back to the version in use
                     self.refused.pop(kind, None)
-            fresh = LoadedModels(churn, churn_version, recommender, recommender_version)
-            if fresh == current:
+            if versions == dict(current.versions):
                 return False
-            self._loaded = fresh  # the swap: one reference assignment
+            self._loaded = LoadedModels(models, versions)  # the swap: one reference assignment
             log.info("models now %s", self.versions)
             return True
 
@@ -226,9 +261,13 @@ class ChampionModels:
 
     @property
     def versions(self) -> dict[str, str | None]:
-        """Versions in use: ``{"churn": "3", "recommender": "2"}`` (None: none loaded)."""
-        loaded = self._loaded
-        return {CHURN_MODEL: loaded.churn_version, RECOMMENDER_MODEL: loaded.recommender_version}
+        """Versions in use: ``{"churn": "3", "recommender": "2", "ltv": None, "response": None}`` (None: none loaded)."""
+        loaded = self._loaded.versions
+        return {kind: loaded.get(kind) for kind in MODEL_KINDS}
+
+    def model(self, kind: str) -> Any:
+        """The loaded model of a kind, or None."""
+        return self._loaded.models.get(kind)
 
     @property
     def churn_model(self) -> ChurnModel | None:
@@ -245,6 +284,43 @@ class ChampionModels:
             raise ModelUnavailable("no churn model is loaded (train one: nbo train churn ...)")
         return model.score(features)
 
+    def score_member(self, features: Mapping[str, object]) -> MemberScores:
+        """Churn, lifetime value and response of one member: the input row is built once for all three
+        (they read the same inputs), so the three cost ~3 booster calls more than churn alone."""
+        loaded = self._loaded
+        churn, ltv, response = loaded.churn, loaded.models.get(LTV_MODEL), loaded.models.get(RESPONSE_MODEL)
+        rows: dict[tuple[str, ...], Any] = {}
+
+        def row(inputs: tuple[str, ...]) -> Any:
+            if inputs not in rows:
+                rows[inputs] = input_row(features, inputs)
+            return rows[inputs]
+
+        return MemberScores(
+            churn=churn.score_row(row(churn.inputs)) if churn is not None else None,
+            ltv=ltv.score_row(row(ltv.inputs)) if ltv is not None else None,
+            ltv_horizon_days=int(ltv.horizon_days) if ltv is not None else None,
+            response=response.score_row(row(response.inputs), loaded.versions.get(RESPONSE_MODEL))
+            if response is not None else None,
+        )
+
+    def score_ltv(self, features: Mapping[str, object]) -> float:
+        """Predicted spend (yuan) over the LTV model's horizon of one member from their feature dict."""
+        model = self._loaded.models.get(LTV_MODEL)
+        if model is None:
+            raise ModelUnavailable("no lifetime-value model is loaded (train one: nbo train ltv ...)")
+        return model.score(features)
+
+    @property
+    def ltv_horizon_days(self) -> int | None:
+        model = self._loaded.models.get(LTV_MODEL)
+        return None if model is None else int(model.horizon_days)
+
+    @property
+    def response_model(self) -> Any:
+        """The champion uplift model (``training.response_model.ResponseModel``) or None."""
+        return self._loaded.models.get(RESPONSE_MODEL)
+
     def recommend(self, member: object, basket: Sequence[str] = (), k: int = 10) -> list[Recommendation]:
         """Top ``k`` items for a member id, ``MemberState``, feature dict or ``MemberQuery``, never in ``basket``."""
         model = self._loaded.recommender
@@ -253,7 +329,7 @@ class ChampionModels:
         return model.recommend(member_query(member), basket, k)
 
     def similar(self, skus: Sequence[str], k: int = 10) -> list[Recommendation]:
-        """Items bought together with ``skus`` (basket completion without a member)."""
+        """Basket completion from item-item similarity (see ``ItemSimilarity.similar``)."""
         model = self._loaded.recommender
         if model is None:
             raise ModelUnavailable("no recommender is loaded (train one: nbo train recommender ...)")

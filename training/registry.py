@@ -37,8 +37,11 @@ from recommender import evaluate_ranking, save_recommender
 from training.champions import (
     CHAMPION,
     CHURN_MODEL,
+    LTV_MODEL,
     RECOMMENDER_ARTIFACT,
     RECOMMENDER_MODEL,
+    RESPONSE_ARTIFACT,
+    RESPONSE_MODEL,
     alias_version,
     load_version,
     mlflow_client,
@@ -49,9 +52,13 @@ from training.data import LoadedTransactions
 from training.recommendation import RecommenderTraining
 
 if TYPE_CHECKING:
+    from training.ltv import LtvTraining
+    from training.response import ResponseTraining
+
+if TYPE_CHECKING:
     from engine.settings import Settings
 
-PRIMARY_METRIC = {CHURN_MODEL: "auc_roc", RECOMMENDER_MODEL: "ndcg_at_k"}
+PRIMARY_METRIC = {CHURN_MODEL: "auc_roc", RECOMMENDER_MODEL: "ndcg_at_k", LTV_MODEL: "gini", RESPONSE_MODEL: "qini"}
 """The number promotion compares (higher is better)."""
 HISTORY_TAG = "nbo.champion_history"  # registered-model tag: JSON list of champion versions, oldest first
 REPO = Path(__file__).resolve().parents[1]
@@ -158,6 +165,71 @@ class ModelRegistry:
                 )
         return self._registered(name, info.registered_model_version, run.info.run_id, CHURN_MODEL,
                                 result.metrics["auc_roc"], data)
+
+    def log_ltv(self, result: LtvTraining, data: LoadedTransactions, name: str = LTV_MODEL) -> ModelVersionInfo:
+        """Log an LTV run (params, metrics, plots, holdout, model) and register a new version."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from training.plots import ltv_plots
+
+        metrics = result.metrics_json()
+        inputs = input_frame(result.test.features)[list(result.model.inputs)]
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            with self._run(name, f"ltv cutoff={result.split.test} horizon={result.split.horizon_days}d") as run:
+                self._log_common(mlflow, data, LTV_MODEL)
+                mlflow.log_params({
+                    "cutoff": result.split.test.isoformat(), "horizon_days": result.split.horizon_days,
+                    "train_as_of": ",".join(d.isoformat() for d in result.split.train_dates),
+                    "valid_as_of": result.split.valid.isoformat(), "best_iteration": result.best_iteration,
+                    "tweedie_variance_power": result.params.tweedie_variance_power,
+                    **{f"btyd.{k}": round(v, 6) for k, v in result.btyd_params.items()},
+                })
+                mlflow.log_metrics(_flat_metrics(metrics) | result.times.as_metrics())
+                mlflow.log_dict(metrics, "metrics.json")
+                mlflow.log_artifacts(str(ltv_plots(result, tmp / "plots")[0].parent), "plots")
+                holdout = result.test.features.assign(spend=result.test.label)
+                holdout.to_parquet(tmp / "ltv_holdout.parquet")
+                mlflow.log_artifact(str(tmp / "ltv_holdout.parquet"), "holdout")
+                result.model.save(tmp / "model")
+                example = inputs.dropna().head(3) if inputs.dropna().shape[0] else inputs.fillna(0).head(3)
+                info = mlflow.lightgbm.log_model(
+                    result.model.booster, name="model", signature=infer_signature(inputs, result.test_scores),
+                    input_example=example, registered_model_name=name,
+                    pip_requirements=_requirements("lightgbm", "numpy", "pandas"),
+                    extra_files=[str(tmp / "model" / METADATA_FILE)],
+                    metadata={"horizon_days": result.split.horizon_days, "cutoff": result.split.test.isoformat()},
+                )
+        return self._registered(name, info.registered_model_version, run.info.run_id, LTV_MODEL,
+                                result.metrics["gini"], data)
+
+    def log_response(self, result: ResponseTraining, data: LoadedTransactions, name: str = RESPONSE_MODEL) -> ModelVersionInfo:
+        """Log a response (uplift) run (params, metrics, plots, holdout, both boosters) and register a new version."""
+        import mlflow
+
+        from training.plots import response_plots
+
+        metrics = result.metrics_json()
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            with self._run(name, f"response test_from={result.test_from}") as run:
+                self._log_common(mlflow, data, RESPONSE_MODEL)
+                mlflow.log_params({"test_from": result.test_from.isoformat(), "attribution_days": result.attribution_days,
+                                   "learner": result.model.learner, **result.model.rounds_params()})
+                mlflow.log_metrics(_flat_metrics(metrics) | result.times.as_metrics())
+                mlflow.log_dict(metrics, "metrics.json")
+                mlflow.log_artifacts(str(response_plots(result, tmp / "plots")[0].parent), "plots")
+                result.holdout.to_parquet(tmp / "response_holdout.parquet")
+                mlflow.log_artifact(str(tmp / "response_holdout.parquet"), "holdout")
+                saved = result.model.save(tmp / RESPONSE_ARTIFACT)  # MLflow keeps the folder's own name
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=str(Path(__file__).with_name("response_pyfunc.py")),
+                    artifacts={RESPONSE_ARTIFACT: str(saved)}, registered_model_name=name,
+                    pip_requirements=_requirements("lightgbm", "numpy", "pandas"),
+                )
+        return self._registered(name, info.registered_model_version, run.info.run_id, RESPONSE_MODEL,
+                                result.metrics["qini"], data)
 
     def log_recommender(
         self, result: RecommenderTraining, data: LoadedTransactions, name: str = RECOMMENDER_MODEL
@@ -304,6 +376,20 @@ class ModelRegistry:
                 holdout = pd.read_parquet(path)
                 scores = model.score_frame(input_frame(holdout[list(NUMERIC_FEATURES)]))
                 return churn_metrics(holdout["churned"].to_numpy(), scores)["auc_roc"]
+            if kind == LTV_MODEL:
+                from training.ltv import ltv_metrics
+
+                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="holdout/ltv_holdout.parquet",
+                                                           dst_path=tmp, tracking_uri=self.tracking_uri)
+                holdout = pd.read_parquet(path)
+                scores = model.score_frame(input_frame(holdout[list(NUMERIC_FEATURES)]))
+                return ltv_metrics(holdout["spend"].to_numpy(), scores)["gini"]
+            if kind == RESPONSE_MODEL:
+                from training.response import holdout_qini
+
+                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="holdout/response_holdout.parquet",
+                                                           dst_path=tmp, tracking_uri=self.tracking_uri)
+                return holdout_qini(model, pd.read_parquet(path))
             path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="holdout/recommender_holdout.json",
                                                        dst_path=tmp, tracking_uri=self.tracking_uri)
             holdout = json.loads(Path(path).read_text())

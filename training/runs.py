@@ -30,8 +30,8 @@ class TrainingRun:
 
     def summary_rows(self) -> list[tuple[str, dict[str, object]]]:
         """(model name, its metrics) rows: the model first, then its baselines."""
-        if self.kind == "churn":
-            rows = [("lightgbm", self.metrics)]
+        if self.kind in ("churn", "ltv", "response"):
+            rows = [("lightgbm" if self.kind != "response" else "two-model uplift", self.metrics)]
             rows += [(name, values) for name, values in self.metrics["baselines"].items()]  # type: ignore[union-attr]
             return rows
         rows = [("blend", self.metrics)]
@@ -57,6 +57,52 @@ def train_churn_command(
     return _training_run("churn", transactions, fmt, settings, metrics_out, register,
                          lambda frame: train_churn(frame, cutoff, horizon_days, programme),
                          lambda registry, result, data: registry.log_churn(result, data))
+
+
+def train_ltv_command(
+    transactions: Path,
+    fmt: str,
+    cutoff: date,
+    horizon_days: int,
+    settings: Settings,
+    metrics_out: Path | None = None,
+    register: bool = True,
+) -> TrainingRun:
+    """``nbo train ltv``: train, evaluate against last-period spend and BG/NBD + Gamma-Gamma, log and register."""
+    from engine.programme import Programme
+    from training.ltv import train_ltv
+
+    programme = Programme.from_settings(settings)
+    return _training_run("ltv", transactions, fmt, settings, metrics_out, register,
+                         lambda frame: train_ltv(frame, cutoff, horizon_days, programme),
+                         lambda registry, result, data: registry.log_ltv(result, data))
+
+
+def train_response_command(
+    transactions: Path,
+    fmt: str,
+    exposures: Path,
+    test_from: date,
+    attribution_days: int,
+    settings: Settings,
+    members: Path | None = None,
+    metrics_out: Path | None = None,
+    register: bool = True,
+) -> TrainingRun:
+    """``nbo train response``: the uplift model on recorded exposures vs random and the hand-set propensity."""
+    import pandas as pd
+
+    from engine.programme import Programme
+    from training.response import read_exposures, train_response
+
+    programme = Programme.from_settings(settings)
+    exposure_frame = read_exposures(exposures)
+    member_frame = pd.read_parquet(members) if members is not None and str(members).endswith(".parquet") else (
+        pd.read_csv(members, parse_dates=["registered"]) if members is not None else None)
+    return _training_run("response", transactions, fmt, settings, metrics_out, register,
+                         lambda frame: train_response(frame, exposure_frame, test_from, programme, attribution_days,
+                                                      member_frame),
+                         lambda registry, result, data: registry.log_response(result, data))
 
 
 def train_recommender_command(

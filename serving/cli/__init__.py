@@ -66,7 +66,7 @@ def serve(
     # Workers are separate processes: hand them the one Redis (embedded or not) through the environment.
     os.environ["REDIS_URL"] = redis_url(current)
     if demo:
-        from serving.demo import prepare_demo
+        from tools.demo import prepare_demo
 
         info = prepare_demo(current, say=lambda text: typer.echo(text, err=True))
         console.print(f"\n[bold]Next-best-offer service[/bold] on http://{host}:{port}  (API docs: /docs)")

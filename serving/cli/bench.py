@@ -17,7 +17,7 @@ def bench_ingest(
     processes: int = typer.Option(2, min=1, help="ingest processes for the parallel figure"),
 ) -> None:
     """Ingest throughput vs redis-benchmark's pipelined HSET, and feature-read latency, on a fresh Redis."""
-    from serving.benchmarks import run_ingest_benchmark
+    from tools.benchmarks import run_ingest_benchmark
 
     run_ingest_benchmark(events=events, members=members, batch=batch, reads=reads, console=Console(),
                          processes=processes)
@@ -32,7 +32,7 @@ def bench_cluster(
     processes: int = typer.Option(2, min=1, help="ingest processes for the parallel figure"),
 ) -> None:
     """Ingest rate and one-member read p50/p99 on a single Redis and a local 3-master Redis Cluster, side by side."""
-    from serving.benchmarks import run_cluster_benchmark
+    from tools.benchmarks import run_cluster_benchmark
 
     run_cluster_benchmark(events=events, members=members, batch=batch, reads=reads, processes=processes,
                           console=Console())
@@ -46,7 +46,7 @@ def bench_models(
     from pathlib import Path
 
     from engine.settings import get_settings
-    from training.benchmark import run_model_benchmark
+    from tools.models_benchmark import run_model_benchmark
 
     run_model_benchmark(Path(get_settings().data_dir), console=Console(), als_members=als_members)
 
@@ -76,7 +76,7 @@ def bench_api(
     """next-best-offer latency at a fixed rate and throughput vs an empty endpoint, 1 and 2 workers."""
     from rich.console import Console
 
-    from serving.benchmarks import run_api_benchmark
+    from tools.benchmarks import run_api_benchmark
 
     run_api_benchmark(members, days, rules, rate, seconds, Console())
 
@@ -92,7 +92,7 @@ def bench_soak(
 ) -> None:
     """Mixed traffic (80% next-best-offer, 15% events, 5% redemptions) at a fixed rate against the demo in a
     server process: 5xx, p50/p99 per kind, server memory, Redis keys and TTLs; exit 1 if a check fails."""
-    from serving.soak import soak_demo
+    from tools.soak import soak_demo
 
     if not soak_demo(minutes, rate, workers, p99_budget_ms, max_rss_growth, Console(), out):
         raise typer.Exit(1)
@@ -106,7 +106,7 @@ def bench_chaos(
 ) -> None:
     """Faults against the demo in a server process: Redis stopped and restarted under load, Redis hung (with and
     without the circuit breaker), a corrupt and a deleted model artifact, a broken rule file; exit 1 if one did harm."""
-    from serving.chaos import chaos_demo
+    from tools.chaos import chaos_demo
 
     if not chaos_demo(seconds, rate, Console(), out):
         raise typer.Exit(1)
@@ -123,7 +123,7 @@ def bench_triggers(
     """The daily run over many members with the shipped rules, and what event triggers add per event."""
     from pathlib import Path
 
-    from engine.triggers.benchmark import run_triggers_benchmark
+    from tools.triggers_benchmark import run_triggers_benchmark
 
     console = Console()
     run_triggers_benchmark(members, base, days, workers, events, Path("rules"), say=console.print)

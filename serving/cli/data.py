@@ -75,21 +75,28 @@ def data_generate(
     seed: int = typer.Option(0, help="random seed (same seed, same data)"),
     out_dir: Path | None = typer.Option(None, help="folder for transactions/members/catalogue Parquet (default var/data/synthetic)"),
     backfill: bool = typer.Option(False, "--backfill", help="also load members and history into the feature store"),
+    campaigns: bool = typer.Option(False, "--campaigns", help="also coupon campaigns with known heterogeneous "
+                                   "responses: exposures.parquet and responses.parquet (for nbo train response)"),
 ) -> None:
     """Generate synthetic convenience-store data (members, catalogue, transactions)."""
     import time
 
-    from engine.synthetic import generate
     from engine.transactions import write_transactions
+    from tools.synthetic import generate, with_coupon_responses
 
     start = time.perf_counter()
     data = generate(members=members, days=days, seed=seed)
+    if campaigns:
+        data = with_coupon_responses(data, seed=seed)
     elapsed = time.perf_counter() - start
     out_dir = out_dir or settings().var_dir / "data" / "synthetic"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_transactions(data.transactions, out_dir / "transactions.parquet")
     data.members.to_parquet(out_dir / "members.parquet", index=False)
     data.catalogue.to_parquet(out_dir / "catalogue.parquet", index=False)
+    if data.exposures is not None:
+        data.exposures.to_parquet(out_dir / "exposures.parquet", index=False)
+        data.truth.responses.to_parquet(out_dir / "responses.parquet", index=False)
     console.print(f"{len(data.transactions):,} transaction lines for {members:,} members over {days} days "
                   f"in {elapsed:.1f} s -> {out_dir}")
     if backfill:

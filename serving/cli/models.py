@@ -38,7 +38,7 @@ def models_list() -> None:
 
 @app.command("promote")
 def models_promote(
-    name: str = typer.Argument(..., help="registered model: churn | recommender"),
+    name: str = typer.Argument(..., help="registered model: churn | recommender | ltv | response"),
     version: str = typer.Option(..., "--version", help="the candidate version"),
     force: bool = typer.Option(False, "--force", help="promote even if it does not beat the champion (audited)"),
     reason: str = typer.Option("", help="why (kept in the audit log and on the version)"),
@@ -72,7 +72,7 @@ def models_rollback(
 def models_score_batch(
     top_n: int = typer.Option(10, min=1, help="recommendations stored per member"),
 ) -> None:
-    """Write every member's churn probability and top-N recommendations into the feature store."""
+    """Write every member's churn probability, lifetime value and top-N recommendations into the feature store."""
     from rich.progress import Progress
 
     from training.batch import score_members
@@ -86,5 +86,6 @@ def models_score_batch(
     with Progress(console=console) as progress:
         task = progress.add_task("scoring members", total=None)
         result = score_members(store, models, top_n=top_n, on_progress=lambda n: progress.advance(task, n))
-    console.print(f"{result.members:,} members: {result.churn_scored:,} churn scores, {result.recommended:,} "
+    console.print(f"{result.members:,} members: {result.churn_scored:,} churn scores, {result.ltv_scored:,} lifetime "
+                  f"values, {result.recommended:,} "
                   f"recommendation lists in {result.seconds:.1f}s (versions {result.versions})")

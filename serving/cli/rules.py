@@ -146,8 +146,8 @@ def schema(out: Path | None = typer.Option(None, help="where to write (default: 
 
 
 def print_benchmark(**options) -> None:
-    """Run ``engine.rules.benchmark`` and print its figures (``nbo bench rules``)."""
-    from engine.rules.benchmark import run_rules_benchmark
+    """Run ``tools.rules_benchmark`` and print its figures (``nbo bench rules``)."""
+    from tools.rules_benchmark import run_rules_benchmark
 
     with console.status("benchmarking rules") as status:
         result = run_rules_benchmark(_directory(None), on_step=lambda s: status.update(s), **options)

@@ -38,6 +38,44 @@ def train_churn(
     _report(run, ("auc_roc", "pr_auc", "brier", "top_decile_lift"))
 
 
+@app.command("ltv")
+def train_ltv(
+    transactions: Path = typer.Option(..., exists=True, dir_okay=False, help="transaction file"),
+    cutoff: str = typer.Option(..., help="YYYY-MM-DD: features from before it, spend over the horizon after it"),
+    horizon_days: int = typer.Option(90, min=1, help="predicted spend over this many days (365: a year)"),
+    fmt: str = typer.Option("canonical", "--format", help=FORMAT_HELP),
+    metrics_out: Path | None = typer.Option(None, help="write the metrics JSON here"),
+    register: bool = typer.Option(True, help="log the run and register a version in MLflow"),
+) -> None:
+    """Lifetime value (LightGBM, Tweedie) vs last-period spend and BG/NBD + Gamma-Gamma (time-split holdout)."""
+    from training.runs import train_ltv_command
+
+    run = _run(lambda: train_ltv_command(transactions, fmt, _date(cutoff, "--cutoff"), horizon_days, settings(),
+                                         metrics_out, register))
+    _report(run, ("spearman", "gini", "top_decile_capture", "mae"))
+
+
+@app.command("response")
+def train_response(
+    transactions: Path = typer.Option(..., exists=True, dir_okay=False, help="transaction file"),
+    exposures: Path = typer.Option(..., exists=True, dir_okay=False,
+                                   help="exposures (member_id, rule_id, day, group t|h, redeemed), CSV or "
+                                        "Parquet, e.g. from nbo data generate --campaigns"),
+    test_from: str = typer.Option(..., help="YYYY-MM-DD: exposures from this day on are the holdout"),
+    attribution_days: int = typer.Option(14, min=1, help="spend counted from the exposure day for this many days"),
+    members: Path | None = typer.Option(None, exists=True, dir_okay=False, help="member profiles (registration days)"),
+    fmt: str = typer.Option("canonical", "--format", help=FORMAT_HELP),
+    metrics_out: Path | None = typer.Option(None, help="write the metrics JSON here"),
+    register: bool = typer.Option(True, help="log the run and register a version in MLflow"),
+) -> None:
+    """Two-model uplift on LightGBM (redemption and incremental spend) vs random and the hand-set propensity."""
+    from training.runs import train_response_command
+
+    run = _run(lambda: train_response_command(transactions, fmt, exposures, _date(test_from, "--test-from"),
+                                              attribution_days, settings(), members, metrics_out, register))
+    _report(run, ("qini", "auuc", "uplift_top_30pct"))
+
+
 @app.command("recommender")
 def train_recommender(
     transactions: Path = typer.Option(..., exists=True, dir_okay=False, help="transaction file (with a sku column)"),

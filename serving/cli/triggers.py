@@ -99,7 +99,7 @@ def report_rules(
     """Per rule: targeted, holdout, coupons issued and redeemed, spend per member, lift with its 95% CI, ROI."""
     from rich.table import Table
 
-    from serving.routes.reports import rule_measured
+    from serving.schemas import rule_measured
 
     if period not in ("day", "week", "month"):
         raise typer.BadParameter("period is day, week or month")

@@ -160,8 +160,9 @@ def tier_progress(features: Mapping[str, Any], thresholds: TierThresholds) -> Ti
 
 # --- models --------------------------------------------------------------------------------------
 
-PLOT_ORDER = ("roc.png", "calibration.png", "gain_lift.png", "feature_importance.png")
-MODEL_METRICS = {"churn": ("auc_roc", "pr_auc", "brier"), "recommender": ("precision_at_k", "recall_at_k", "ndcg_at_k")}
+PLOT_ORDER = ("roc.png", "gain.png", "qini.png", "calibration.png", "gain_lift.png", "feature_importance.png")
+MODEL_METRICS = {"churn": ("auc_roc", "pr_auc", "brier"), "recommender": ("precision_at_k", "recall_at_k", "ndcg_at_k"),
+                 "ltv": ("gini", "spearman", "top_decile_capture", "mae"), "response": ("qini", "auuc", "uplift_top_30pct")}
 
 
 @dataclass

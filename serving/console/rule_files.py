@@ -36,10 +36,10 @@ from engine.rules import (
     ExampleResult,
     RuleBacktest,
     backtest,
+    compile_rules,
     load_rules,
     run_examples,
 )
-from engine.rules.compiler import compile_rules
 
 RULE_FILE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.ya?ml$")
 MAX_FILE_BYTES = 64_000

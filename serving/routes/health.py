@@ -22,7 +22,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready to serve: Redis answers, rules are live, both models are loaded (503 with what is missing).
+    """Ready to serve: Redis answers, rules are live, the churn model and the recommender are loaded (503 with
+    what is missing).
 
     Also says which process answered (``pid``: one of ``nbo serve --workers N``), the rules and model
     versions it serves, and the problems of rule files it refused (the last good rules stay live)."""
@@ -35,7 +36,8 @@ def readyz(services: ServicesDep) -> JSONResponse:
     version = services.rules.version
     checks["rules"] = "ok" if version else "no valid rules loaded (see nbo rules lint)"
     for model, loaded in services.models.versions.items():
-        checks[f"model:{model}"] = "ok" if loaded else "not loaded (train one: nbo train ...)"
+        if model in REQUIRED_MODELS:
+            checks[f"model:{model}"] = "ok" if loaded else "not loaded (train one: nbo train ...)"
     ready = all(v == "ok" for v in checks.values())
     # A refused reload leaves the last good rules live (still ready); say why the new files are not.
     last = services.rules.last_load
@@ -44,6 +46,10 @@ def readyz(services: ServicesDep) -> JSONResponse:
                          "models": services.models.versions, "models_refused": services.models.refused,
                          "pid": os.getpid()},
                         status_code=200 if ready else 503)
+
+
+REQUIRED_MODELS = frozenset({"churn", "recommender"})
+"""Models an answer needs; without a lifetime-value or response model arbitration uses its hand-set fallbacks."""
 
 
 @router.get("/metrics")

@@ -29,9 +29,10 @@ from training.registry import ModelRegistry
 
 
 @pytest.fixture(scope="session")
-def model_store(tmp_path_factory: pytest.TempPathFactory, shop, churn_result, recommender_result) -> dict[str, str]:
+def model_store(tmp_path_factory: pytest.TempPathFactory, shop, churn_result, recommender_result,
+                ltv_result) -> dict[str, str]:
     """An MLflow store with churn v1 (worse: champion, as the first version) and v2 (better: a challenger that
-    passes the promotion gate), and recommender v1; its URIs for Settings."""
+    passes the promotion gate), recommender v1 and ltv v1; its URIs for Settings."""
     folder = tmp_path_factory.mktemp("console-mlruns")
     uris = {"mlflow_tracking_uri": f"sqlite:///{folder}/mlflow.db", "mlflow_artifacts_dir": folder / "artifacts"}
     audit = AuditLog(None, folder / "audit")
@@ -40,6 +41,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory, shop, churn_result, re
     registry.log_churn(worse_churn(churn_result), data)
     registry.log_churn(churn_result, data)
     registry.log_recommender(recommender_result, data)
+    registry.log_ltv(ltv_result, data)
     audit.close()
     return uris
 

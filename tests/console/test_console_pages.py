@@ -236,6 +236,9 @@ def test_models_page_shows_champion_challengers_metrics_baselines_and_plots(clie
     plots = set(re.findall(r'/console/models/churn/2/plots/([a-z_]+\.png)', challenger))
     assert plots == {"roc.png", "calibration.png", "gain_lift.png", "feature_importance.png"}
     assert 'data-metric="ndcg_at_k"' in page.split('id="recommender-v1"')[1] and "baseline: popular" in page
+    ltv = page.split('id="ltv-v1"')[1].split("</article>")[0]
+    assert 'data-metric="gini"' in ltv and "baseline: bgnbd_gg" in ltv and "baseline: last_period" in ltv
+    assert set(re.findall(r'/console/models/ltv/1/plots/([a-z_]+\.png)', ltv)) == {"gain.png", "calibration.png"}
     png = client.get("/console/models/churn/2/plots/roc.png")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
     assert client.get("/console/models/churn/2/plots/nothing.png").status_code == 404

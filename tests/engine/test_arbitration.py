@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.arbitration import Candidate, arbitrate, expected_value
+from engine.arbitration import Candidate, Outlook, Response, arbitrate, expected_value
 from engine.coupons import CouponTerms
 from engine.settings import ArbitrationRules
 
@@ -73,3 +73,30 @@ def test_ranking_is_deterministic() -> None:
     candidates = [recommend(f"r{i}") for i in range(6)]
     first = arbitrate(candidates, MEMBER, 30.0, "pos", RULES)
     assert all(arbitrate(list(reversed(candidates)), MEMBER, 30.0, "pos", RULES) == first for _ in range(3))
+
+
+def test_a_response_model_values_a_coupon_by_its_uplift_not_its_redemption() -> None:
+    # margin x uplift - p(redeem) x cost: the member who would buy anyway makes the coupon a loss.
+    persuadable = Outlook(response=Response(redeem=0.5, uplift=40.0, version="7"))
+    sure_thing = Outlook(response=Response(redeem=0.9, uplift=0.0, version="7"))
+    p, value = expected_value(coupon("x", OFF5), MEMBER, 30.0, RULES, persuadable)
+    assert (p, value) == (0.5, round(0.25 * 40.0 - 0.5 * 5, 4))
+    assert expected_value(coupon("x", OFF5), MEMBER, 30.0, RULES, sure_thing) == (0.9, round(-0.9 * 5, 4))
+    ranked, _ = arbitrate([coupon("x", OFF5)], MEMBER, 30.0, "pos", RULES, persuadable)
+    assert ranked[0].model_version == "7" and ranked[0].propensity == 0.5
+
+
+def test_without_a_response_model_the_hand_set_propensity_stays() -> None:
+    assert expected_value(coupon("x", OFF5), MEMBER, 30.0, RULES, Outlook()) == expected_value(
+        coupon("x", OFF5), MEMBER, 30.0, RULES)
+    ranked, _ = arbitrate([coupon("x", OFF5), recommend("r")], MEMBER, 30.0, "pos", RULES,
+                          Outlook(response=Response(0.4, 10.0, "3")))
+    assert {r.candidate.rule_id: r.model_version for r in ranked} == {"x": "3", "r": None}
+
+
+def test_lifetime_value_raises_the_expected_spend_over_the_coupons_validity() -> None:
+    # LTV 900 over 90 days: 140 yuan expected while a 14-day coupon is live, above the 60 average basket.
+    _, with_ltv = expected_value(coupon("x", PCT20), MEMBER, 30.0, RULES, Outlook(ltv=900.0, ltv_horizon_days=90))
+    _, without = expected_value(coupon("x", PCT20), MEMBER, 30.0, RULES)
+    spend = 900.0 * 14 / 90
+    assert with_ltv == round(0.12 * (0.25 * spend - 0.2 * spend), 4) and with_ltv > without

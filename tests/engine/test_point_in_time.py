@@ -11,11 +11,11 @@ import pytest
 from engine.feature_store import FeatureStore
 from engine.ingestion import backfill
 from engine.keys import MEMBER_PROFILES
-from engine.point_in_time import features_as_of
+from engine.point_in_time import features_as_of, features_as_of_dates
 from engine.programme import Programme
-from engine.synthetic import generate
 from engine.transactions import read_transactions
 from tests.helpers.paths import shared_data
+from tools.synthetic import generate
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,14 @@ def pandas_features(transactions: pd.DataFrame, as_of: date) -> pd.DataFrame:
         out[f"monetary_{w}d"] = recent.groupby("member_id")["amount"].sum().reindex(out.index, fill_value=0.0)
     out["orders_total"] = per_basket.groupby("member_id").size()
     out["spend_total"] = per_basket.groupby("member_id")["amount"].sum()
+    out["first_purchase_days"] = per_basket.groupby("member_id")["age"].max()
+    year = per_basket[per_basket["age"] < 365]
+    days = year.groupby("member_id")["age"].apply(lambda ages: np.sort(ages.unique()))
+    out["purchase_days_365d"] = days.map(len).reindex(out.index, fill_value=0)
+    gaps = days.map(np.diff)
+    out["purchase_gap_mean_365d"] = gaps.map(lambda g: g.mean() if len(g) else np.nan).reindex(out.index)
+    out["purchase_gap_std_365d"] = gaps.map(lambda g: g.std() if len(g) > 1 else np.nan).reindex(out.index)
+    out["purchase_gap_max_365d"] = gaps.map(lambda g: g.max() if len(g) else np.nan).reindex(out.index)
     return out
 
 
@@ -61,7 +69,7 @@ def assert_rfm_equal(ours: pd.DataFrame, oracle: pd.DataFrame) -> None:
     for column in oracle.columns:
         expected = oracle[column].to_numpy(dtype=float)
         got = mine[column].to_numpy(dtype=float)
-        np.testing.assert_allclose(got, expected, rtol=0, atol=0.011, err_msg=column)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=0.011, err_msg=column, equal_nan=True)
 
 
 def test_point_in_time_features_match_a_pandas_recomputation(synthetic, programme: Programme) -> None:
@@ -78,6 +86,15 @@ def test_groceries_features_match_a_pandas_recomputation(programme: Programme) -
     oracle = pandas_features(transactions, as_of)
     assert len(oracle) > 3000
     assert_rfm_equal(ours, oracle)
+
+
+def test_snapshots_folded_once_equal_each_date_folded_alone(synthetic, programme: Programme) -> None:
+    dates = [date(2026, 2, 10), date(2025, 12, 1), date(2026, 1, 15)]
+    together = features_as_of_dates(synthetic.transactions, dates, programme, synthetic.members)
+    assert list(together) == sorted(dates)
+    for as_of in dates:
+        pd.testing.assert_frame_equal(together[as_of], features_as_of(synthetic.transactions, as_of, programme,
+                                                                      synthetic.members))
 
 
 def test_data_after_the_cutoff_does_not_change_features(synthetic, programme: Programme) -> None:

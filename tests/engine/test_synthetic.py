@@ -7,8 +7,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from engine.synthetic import DEFAULT_START, SyntheticData, generate
 from engine.transactions import CANONICAL_COLUMNS, read_transactions, write_transactions
+from tools.synthetic import DEFAULT_START, SyntheticData, generate
 
 MEMBERS, DAYS = 1500, 120
 

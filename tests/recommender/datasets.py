@@ -8,9 +8,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from engine.synthetic import SyntheticData, generate
 from engine.transactions import read_transactions
 from tests.helpers.paths import shared_data
+from tools.synthetic import SyntheticData, generate
 
 RETAIL_TEST_FROM = date(2011, 9, 1)
 

@@ -14,7 +14,7 @@ from engine.feature_store import FeatureStore
 from engine.ingestion import backfill
 from engine.programme import Programme
 from serving.auth import ApiKeys
-from serving.benchmarks import BenchService, environment
+from tools.benchmarks import BenchService, environment
 from training.data import from_frame
 from training.registry import ModelRegistry
 

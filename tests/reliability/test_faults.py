@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from serving.benchmarks import BenchService, ServerProcess
-from serving.chaos import FaultOutcome, broken_rule_file, hung_redis, model_artifact_faults, redis_restart_under_load
+from tools.benchmarks import BenchService, ServerProcess
+from tools.chaos import FaultOutcome, broken_rule_file, hung_redis, model_artifact_faults, redis_restart_under_load
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_a_broken_rule_file_keeps_the_last_good_rules_live_and_says_why(
 
 
 def test_a_daily_run_killed_mid_run_completes_once_when_started_again(service: BenchService) -> None:
-    from serving.chaos import daily_run_killed
+    from tools.chaos import daily_run_killed
 
     outcome = daily_run_killed(service, chunk_size=10)
     assert not failed(outcome), (failed(outcome), outcome.figures)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from serving.benchmarks import BenchService
-from serving.soak import run_soak
+from tools.benchmarks import BenchService
+from tools.soak import run_soak
 
 
 def test_a_short_soak_has_no_server_errors_and_every_key_it_adds_is_explained(service: BenchService) -> None:

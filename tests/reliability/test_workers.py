@@ -10,8 +10,8 @@ import redis
 
 from engine.redis_server import stop_embedded_redis
 from serving.auth import ApiKeys
-from serving.benchmarks import BenchService, ServerProcess, environment
-from serving.chaos import post_json, wait_for
+from tools.benchmarks import BenchService, ServerProcess, environment
+from tools.chaos import post_json, wait_for
 from training.data import from_frame
 from training.registry import ModelRegistry
 

@@ -177,5 +177,5 @@ def test_log_records_become_json_lines_with_their_fields() -> None:
 def test_models_in_use_are_listed_for_data_scientists_only(client: TestClient, keys: ApiKeys) -> None:
     response = client.get("/v1/models", headers=bearer(keys.create("data-scientist")))
     assert response.status_code == 200
-    assert response.json() == {"in_use": {"churn": None, "recommender": None}}
+    assert response.json() == {"in_use": {"churn": None, "recommender": None, "ltv": None, "response": None}}
     assert client.get("/v1/models", headers=bearer(keys.create("pos"))).status_code == 403

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from serving.benchmarks import run_cluster_benchmark
+from tools.benchmarks import run_cluster_benchmark
 
 
 def test_the_cluster_benchmark_measures_both_side_by_side() -> None:

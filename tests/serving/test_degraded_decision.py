@@ -34,6 +34,9 @@ class FailingModels:
     def score_churn(self, features: Mapping[str, object]) -> float:
         raise ModelUnavailable("the churn model could not score")
 
+    def score_member(self, features: Mapping[str, object]) -> object:
+        raise ModelUnavailable("the churn, lifetime-value and response models could not score")
+
     def recommend(self, member: object, basket: Sequence[str] = (), k: int = 10) -> list:
         raise ModelUnavailable("the recommender could not rank")
 

@@ -51,7 +51,7 @@ def test_a_known_member_gets_churn_recommendations_and_model_versions(client: Te
     assert response.status_code == 200, response.text
     body = response.json()
     assert 0.0 <= body["churn"]["probability"] <= 1.0 and body["churn"]["model_version"] == "4"
-    assert body["model_versions"] == {"churn": "4", "recommender": "2"}
+    assert body["model_versions"] == {"churn": "4", "recommender": "2", "ltv": None, "response": None}
     skus = [r["sku"] for r in body["recommendations"]]
     assert len(skus) == 5 and not set(skus) & set(basket)
     assert body["degraded"] is False
@@ -146,4 +146,46 @@ def test_a_region_key_sees_only_its_regions_members_even_on_a_retry(client: Test
 def test_ready_once_redis_rules_and_both_models_are_there(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.json()
-    assert ready.json()["models"] == {"churn": "4", "recommender": "2"} and ready.json()["rules_version"]
+    assert ready.json()["models"] == {"churn": "4", "recommender": "2", "ltv": None, "response": None} and ready.json()["rules_version"]
+
+
+HIGH_VALUE_RULE = """\
+id: high-ltv-thanks
+name: High lifetime value thanks
+trigger: checkout
+when: ltv >= {threshold}
+then:
+  - issue_coupon: {{template: M200_50, channel: pos}}
+priority: 50
+holdout: 0
+"""
+
+
+def test_rules_read_the_lifetime_value_and_the_response_model_values_the_coupon(
+    nbo_settings: Settings, redis_client: redis.Redis, churn_result, recommender_result, ltv_result,
+    response_result, shop, tmp_path, pos,
+) -> None:
+    import shutil
+
+    from training.champions import ChampionModels
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(nbo_settings.rules_dir / "coupons.yaml", rules / "coupons.yaml")
+    models = ChampionModels.from_models(churn=churn_result.model, recommender=recommender_result.model,
+                                        ltv=ltv_result.model, response=response_result.model, version="9")
+    members = shop.transactions["member_id"].value_counts().index[:40].astype(str)
+    with serve(nbo_settings.model_copy(update={"rules_dir": rules}), redis_client, models=models) as client:
+        backfill(client.app.state.services.store, shop.transactions, shop.members)
+        store = client.app.state.services.store
+        ltv = {m: models.score_member(store.member_features(m)).ltv for m in members}
+        threshold = sorted(ltv.values())[len(ltv) // 2]
+        (rules / "high_ltv.yaml").write_text(HIGH_VALUE_RULE.format(threshold=round(threshold, 2)))
+        client.app.state.services.rules.reload()
+        answers = {m: ask(client, pos, m, request_id=f"ltv-{m}").json() for m in members}
+    fired = {m for m, body in answers.items() if any(o["rule_id"] == "high-ltv-thanks" for o in body["offers"])}
+    assert fired == {m for m in members if round(ltv[m], 2) >= round(threshold, 2)}
+    offer = next(o for o in answers[next(iter(fired))]["offers"] if o["rule_id"] == "high-ltv-thanks")
+    assert "response model 9" in offer["reason"]
+    assert all(body["model_versions"]["ltv"] == "9" and body["model_versions"]["response"] == "9"
+               for body in answers.values())

@@ -70,6 +70,39 @@ def test_churn_trains_on_transactions_without_items(shop_programme):
     assert document["auc_roc"] > 0.6
 
 
+def test_the_lead_over_each_baseline_has_a_paired_bootstrap_interval(churn_result):
+    document = churn_result.metrics_json()
+    low, high = document["auc_roc_ci"]
+    assert low < document["auc_roc"] < high
+    lead = document["auc_roc_over_best_baseline"]
+    assert lead["baseline"] == churn_result.strongest_baseline
+    assert lead["ci95"][0] <= lead["difference"] <= lead["ci95"][1]
+    assert set(document["auc_roc_vs_baselines"]) == {"recency", "frequency", "monetary", "rfm"}
+
+
+def test_weighted_auc_is_roc_auc_on_the_resampled_members():
+    from sklearn.metrics import roc_auc_score
+
+    from training.churn import weighted_auc
+
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 300)
+    scores = np.round(rng.random(300) + 0.3 * label, 1)  # ties count half, as in roc_auc_score
+    picked = rng.integers(0, 300, 300)
+    counts = np.bincount(picked, minlength=300).astype(float)
+    aucs = weighted_auc(label, scores, np.vstack([np.ones(300), counts]))
+    assert aucs[0] == pytest.approx(roc_auc_score(label, scores), abs=1e-12)
+    assert aucs[1] == pytest.approx(roc_auc_score(label[picked], scores[picked]), abs=1e-12)
+
+
+def test_older_non_overlapping_snapshots_are_stacked_when_the_history_allows():
+    split = ChurnSplit.before(date(2011, 9, 1), 30, first_day=date(2010, 12, 1), max_train_snapshots=6)
+    dates = [split.valid, *split.train_dates]
+    assert len(split.train_dates) == 6
+    assert all(a - b == timedelta(days=30) for a, b in zip(dates, dates[1:])), "label windows never overlap"
+    assert ChurnSplit.before(date(2011, 9, 1), 90, first_day=date(2010, 12, 1)).train_dates == (date(2011, 3, 5),)
+
+
 def test_a_cutoff_without_a_full_label_window_is_refused(shop, shop_programme):
     with pytest.raises(ValueError, match="choose an earlier --cutoff"):
         train_churn(shop.transactions, date(2026, 2, 20), 30, shop_programme)

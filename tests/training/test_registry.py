@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from tests.helpers.audit import audit_entries
@@ -115,3 +117,59 @@ def test_loading_the_serving_loader_does_not_import_mlflow():
     code = "import sys, training.champions, serving.cli; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def _shuffled_ltv(result):
+    """The same LTV run with a model fitted on shuffled spend: a candidate that must lose."""
+    import lightgbm as lgb
+
+    from training.churn_model import input_frame
+    from training.ltv import LtvModel, ltv_metrics
+
+    inputs = input_frame(result.valid.features)[list(result.model.inputs)]
+    shuffled = np.random.default_rng(1).permutation(result.valid.label.to_numpy())
+    booster = lgb.train({"objective": "tweedie", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 5},
+                        lgb.Dataset(inputs, shuffled), num_boost_round=20)
+    model = LtvModel(booster=booster, horizon_days=result.model.horizon_days, inputs=result.model.inputs)
+    scores = model.score_frame(input_frame(result.test.features))
+    return replace(result, model=model, test_scores=scores, metrics=ltv_metrics(result.test.label, scores))
+
+
+def test_an_ltv_model_is_registered_gated_and_served(registry: ModelRegistry, ltv_result, shop):
+    data = from_frame(shop.transactions)
+    first = registry.log_ltv(ltv_result, data, name="ltv-gated")
+    assert first.is_champion and first.tags["metric.gini"] == f"{ltv_result.metrics['gini']:.6f}"
+    artifacts = {a.path for a in registry.client.list_artifacts(first.run_id, "plots")}
+    assert {"plots/gain.png", "plots/calibration.png"} <= artifacts
+    assert "baselines.bgnbd_gg.gini" in registry.client.get_run(first.run_id).data.metrics
+    worse = registry.log_ltv(_shuffled_ltv(ltv_result), data, name="ltv-gated")
+    with pytest.raises(PromotionRefused, match="gini"):
+        registry.promote("ltv-gated", worse.version)
+    models = ChampionModels(registry.tracking_uri, ltv_name="ltv-gated").load()
+    assert models.versions["ltv"] == first.version
+    features = {k: (None if v != v else v) for k, v in ltv_result.test.features.iloc[0].items()}
+    assert models.score_member(features).ltv == pytest.approx(ltv_result.model.score(features))
+
+
+def test_a_response_model_is_registered_gated_and_served(registry: ModelRegistry, response_result, campaign_shop):
+    data = from_frame(campaign_shop.transactions)
+    first = registry.log_response(response_result, data, name="response-gated")
+    assert first.is_champion
+    assert "baselines.heuristic.qini" in registry.client.get_run(first.run_id).data.metrics
+    models = ChampionModels(registry.tracking_uri, response_name="response-gated").load()
+    assert models.versions["response"] == first.version
+    row = response_result.holdout.iloc[0]
+    from training.churn_model import NUMERIC_FEATURES
+
+    features = {name: (None if row[name] != row[name] else row[name]) for name in NUMERIC_FEATURES}
+    served = models.score_member(features).response
+    local = response_result.model.score(features)
+    assert (served.redeem, served.uplift, served.version) == (pytest.approx(local.redeem), pytest.approx(local.uplift),
+                                                             first.version)
+    # A candidate whose treated and control boosters are swapped predicts the opposite uplift: refused.
+    swapped = replace(response_result.model, treated=response_result.model.control,
+                      control=response_result.model.treated)
+    worse = registry.log_response(replace(response_result, model=swapped), data, name="response-gated")
+    with pytest.raises(PromotionRefused, match="qini"):
+        registry.promote("response-gated", worse.version)
+    assert registry.champion("response-gated") == first.version

@@ -35,9 +35,9 @@ from pathlib import Path
 from rich.console import Console
 
 from engine.keys import OUTBOX_STREAM, coupon_key, daily_run_key, emission_marker_key, event_key, issuance_key
-from serving.benchmarks import BenchService, ServerProcess, environment
-from serving.load import LoadResult, fixed_rate, json_body
-from serving.soak import EVENTS, NBO, REDEEM, MixedTraffic
+from tools.benchmarks import BenchService, ServerProcess, environment
+from tools.load import LoadResult, fixed_rate, json_body
+from tools.soak import EVENTS, NBO, REDEEM, MixedTraffic
 
 Checks = dict[str, tuple[bool, str]]
 
@@ -455,7 +455,7 @@ def chaos_demo(seconds: float, rate: float, console: Console, out: str | None = 
     """``nbo bench chaos``: every fault against the demo in a throw-away Redis and MLflow store."""
     import tempfile
 
-    from serving.benchmarks import demo_service
+    from tools.benchmarks import demo_service
 
     with tempfile.TemporaryDirectory() as tmp, demo_service(Path(tmp), console) as service:
         outcomes = run_chaos(service, seconds, rate, console)

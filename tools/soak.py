@@ -29,8 +29,8 @@ from rich.table import Table
 
 from engine.clock import Clock, utc_now
 from engine.keys import KINDS, kind_of
-from serving.benchmarks import BenchService, ServerProcess
-from serving.load import LoadResult, fixed_rate, json_body
+from tools.benchmarks import BenchService, ServerProcess
+from tools.load import LoadResult, fixed_rate, json_body
 
 NBO, EVENTS, REDEEM = "next-best-offer", "events", "redeem"
 
@@ -83,7 +83,7 @@ class KeyCensus:
 
 
 class MixedTraffic:
-    """A request factory (``serving.load``) of checkout traffic, and the ``on_response`` hook that
+    """A request factory (``tools.load``) of checkout traffic, and the ``on_response`` hook that
     learns from the answers (coupons to redeem, what was accepted, retries that changed)."""
 
     def __init__(self, members: list[str], skus: list[str], prefix: str = "soak", seed: int = 1,
@@ -391,7 +391,7 @@ def soak_demo(minutes: float, rate: float, workers: int, p99_budget_ms: float, m
     import tempfile
     from pathlib import Path
 
-    from serving.benchmarks import demo_service
+    from tools.benchmarks import demo_service
 
     with tempfile.TemporaryDirectory() as tmp, demo_service(Path(tmp), console) as service:
         console.print(f"soaking: {minutes:g} min at {rate:g}/s on {workers} worker(s) ...")

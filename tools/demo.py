@@ -49,8 +49,8 @@ def prepare_demo(settings: Settings, say: Callable[[str], None] = print) -> Demo
 
 def _demo_data(path: Path, today: date):
     """The demo's synthetic history, ending yesterday so the demo looks like a live programme."""
-    from engine.synthetic import generate
     from engine.transactions import write_transactions
+    from tools.synthetic import generate
 
     start = today - timedelta(days=DEMO_DAYS)
     data = generate(members=DEMO_MEMBERS, days=DEMO_DAYS, seed=DEMO_SEED, start=start)

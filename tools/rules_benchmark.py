@@ -27,13 +27,15 @@ import numpy as np
 import pandas as pd
 
 from engine.programme import Programme
-from engine.rules.backtest import backtest
-from engine.rules.compiler import compile_rules
-from engine.rules.context import RequestContext
-from engine.rules.examples import baseline_features
-from engine.rules.loader import load_rules
-from engine.rules.reference import predicate
-from engine.rules.runtime import RuleRuntime
+from engine.rules import (
+    RequestContext,
+    RuleRuntime,
+    backtest,
+    baseline_features,
+    compile_rules,
+    load_rules,
+)
+from engine.rules import reference_predicate as predicate
 
 SHIPPED_FILES = ("coupons.yaml", "festivals.yaml")
 _ATOMS = (
@@ -201,7 +203,7 @@ def measure_backtest(programme: Programme, shipped: Path, target_members: int = 
                      on_step: Callable[[str], None] | None = None) -> BacktestFigures:
     """Fold a generated history for ``fold_members`` members, then backtest the shipped rules over ``target_members``."""
     from engine.point_in_time import features_as_of
-    from engine.synthetic import generate
+    from tools.synthetic import generate
 
     if on_step:
         on_step(f"generating {fold_members:,} members x {days} days")

@@ -158,6 +158,9 @@ class GroundTruth:
 
     members: pd.DataFrame  # member_id, visit_rate, active_from, lapse_date (NaT: never), never_buys
     complements: pd.DataFrame  # sku, complement_sku
+    responses: pd.DataFrame | None = None
+    """With coupon campaigns: member_id, response (persuadable | sure_thing | never), redeem_probability,
+    extra_spend (yuan a persuadable adds when redeeming) and true_uplift (expected incremental spend)."""
 
 
 @dataclass
@@ -169,6 +172,8 @@ class SyntheticData:
     catalogue: pd.DataFrame
     stores: pd.DataFrame
     truth: GroundTruth
+    exposures: pd.DataFrame | None = None
+    """With coupon campaigns (``with_coupon_responses``): member_id, rule_id, day, group (t | h), redeemed."""
 
 
 def generate(
@@ -655,3 +660,107 @@ def _taken(dictionary: pa.Array, codes: np.ndarray) -> pd.Series:
     """dictionary[codes] as a pandas string column, without a Python string per row."""
     indices = pa.array(np.asarray(codes, dtype=np.int32))
     return pd.Series(pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string()), dtype=STR_DTYPE)
+
+
+# --- coupon campaigns with known heterogeneous responses ---
+
+CAMPAIGN_RULE = "synthetic-coupon"
+ATTRIBUTION_DAYS = 14
+_RESPONSE_TYPES = ("persuadable", "sure_thing", "never")
+
+
+def with_coupon_responses(
+    data: SyntheticData,
+    campaign_days: int = 4,
+    every_days: int = 21,
+    reach: float = 0.6,
+    holdout: float = 0.5,
+    seed: int = 0,
+) -> SyntheticData:
+    """``data`` with coupon campaigns whose effects are known, for validating the response model.
+
+    On ``campaign_days`` days, ``every_days`` apart and ending ``ATTRIBUTION_DAYS`` before the data
+    ends, a ``reach`` share of the members registered by then meets the rule ``synthetic-coupon``:
+    a ``holdout`` share is held out (gets nothing), the rest get a coupon. Each member has one of
+    three responses, drawn from what they do (so a model can learn it from their features):
+
+    * **persuadable** (85% of the occasional third by visit rate, 40% of the middle third):
+      redeems with a probability of 0.5-0.8 on an extra visit in the attribution window that would
+      not have happened otherwise, spending 50-110 yuan more (their uplift);
+    * **sure thing** (80% of the frequent third, 40% of the middle): redeems with 0.5-0.9 on a
+      visit they make anyway: spend unchanged, uplift 0;
+    * **never** (the rest, 15-20% of each third): never redeems, uplift 0.
+
+    ``truth.responses`` has each member's type and true expected uplift; ``exposures`` the records
+    the service keeps (member, rule, day, group, redeemed). Deterministic for a given seed.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 15]))
+    members = data.members["member_id"].to_numpy(dtype=object)
+    n = len(members)
+    rate = data.truth.members.set_index("member_id").loc[members, "visit_rate"].to_numpy(dtype=float)
+    third = np.searchsorted(np.quantile(rate, [1 / 3, 2 / 3]), rate)  # 0 occasional .. 2 frequent shoppers
+    u = rng.random(n)
+    persuadable = np.array([0.85, 0.40, 0.0])[third]
+    sure_thing = np.array([0.0, 0.40, 0.80])[third]
+    kind = np.where(u < persuadable, 0, np.where(u < persuadable + sure_thing, 1, 2))
+    redeem_p = np.where(kind == 0, rng.uniform(0.5, 0.8, n), np.where(kind == 1, rng.uniform(0.5, 0.9, n), 0.0))
+    extra = np.where(kind == 0, rng.uniform(50.0, 110.0, n), 0.0)
+    responses = pd.DataFrame({
+        "member_id": pd.Series(members, dtype=STR_DTYPE),
+        "response": pd.Series(np.array(_RESPONSE_TYPES)[kind], dtype=STR_DTYPE),
+        "redeem_probability": np.round(redeem_p, 4),
+        "extra_spend": np.round(extra, 2),
+        "true_uplift": np.round(redeem_p * extra, 4),
+    })
+
+    lines = data.transactions
+    first = lines["ts"].min().normalize()
+    last = lines["ts"].max().normalize()
+    end = last - pd.Timedelta(days=ATTRIBUTION_DAYS)
+    days = [end - pd.Timedelta(days=every_days * k) for k in range(campaign_days)][::-1]
+    days = [d for d in days if d > first + pd.Timedelta(days=30)]
+    registered = data.members.set_index("member_id").loc[members, "registered"].to_numpy(dtype="datetime64[ns]")
+    index = {m: i for i, m in enumerate(members)}
+    visits = lines.drop_duplicates("basket_id")[["member_id", "ts", "store_id"]]
+    exposures, extra_lines = [], []
+    catalogue = data.catalogue
+    for day in days:
+        eligible = np.flatnonzero((registered < np.datetime64(day)) & (rng.random(n) < reach))
+        treated = rng.random(len(eligible)) >= holdout
+        window = visits[(visits["ts"] >= day) & (visits["ts"] < day + pd.Timedelta(days=ATTRIBUTION_DAYS))]
+        visited = set(window["member_id"].astype(str))
+        redeemed = np.zeros(len(eligible), dtype=bool)
+        for j, (i, t) in enumerate(zip(eligible.tolist(), treated.tolist())):
+            if not t or kind[i] == 2 or rng.random() >= redeem_p[i]:
+                continue
+            member = str(members[i])
+            if kind[i] == 1:
+                redeemed[j] = member in visited  # redeemed on a visit they made anyway
+                continue
+            redeemed[j] = True  # a persuadable: an extra basket, worth extra[i], in the window
+            when = day + pd.Timedelta(days=int(rng.integers(0, ATTRIBUTION_DAYS)), hours=int(rng.integers(8, 21)))
+            skus = catalogue.sample(n=3, random_state=int(rng.integers(0, 2**31)))
+            share = rng.dirichlet(np.ones(3)) * extra[i]
+            for k, (sku, category) in enumerate(zip(skus["sku"], skus["category"])):
+                extra_lines.append((member, when, sku, 1.0, round(float(share[k]), 2), None,
+                                    f"CP{day:%Y%m%d}-{i}", category))
+        exposures.append(pd.DataFrame({
+            "member_id": members[eligible].astype(str), "rule_id": CAMPAIGN_RULE, "day": day.date(),
+            "group": np.where(treated, "t", "h"), "redeemed": redeemed,
+        }))
+    frame = pd.concat(exposures, ignore_index=True) if exposures else pd.DataFrame(
+        columns=["member_id", "rule_id", "day", "group", "redeemed"])
+    transactions = lines
+    if extra_lines:
+        added = pd.DataFrame(extra_lines, columns=list(CANONICAL_COLUMNS))
+        added["store_id"] = added["member_id"].map(
+            data.members.set_index("member_id")["home_store_id"].astype(object).to_dict())
+        for column in ("member_id", "sku", "store_id", "basket_id", "category"):
+            added[column] = added[column].astype(STR_DTYPE)
+        added["ts"] = added["ts"].astype(TS_DTYPE)
+        transactions = pd.concat([lines, added], ignore_index=True)
+        transactions = transactions.sort_values(["ts", "member_id"], kind="stable").reset_index(drop=True)
+    _ = index
+    truth = GroundTruth(members=data.truth.members, complements=data.truth.complements, responses=responses)
+    return SyntheticData(members=data.members, transactions=transactions, catalogue=data.catalogue,
+                         stores=data.stores, truth=truth, exposures=frame)

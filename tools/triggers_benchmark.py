@@ -1,6 +1,6 @@
 """``nbo bench triggers``: the daily run over many members and the cost of event triggers per event.
 
-Members: a synthetic shop's history (``engine.synthetic``) is folded with the one fold into member
+Members: a synthetic shop's history (``tools.synthetic``) is folded with the one fold into member
 states, and each state is written ``copies`` times under new ids (``FeatureStore.write_states``),
 so a million members load in a minute instead of replaying twenty million events. The daily run
 then runs the shipped rules over them in ``workers`` processes sharing the run, as
@@ -27,10 +27,8 @@ from engine.programme import Programme
 from engine.redis_server import start_redis_server
 from engine.rules import RuleLimits, RuleRuntime
 from engine.settings import Settings
-from engine.synthetic import generate
-from engine.triggers.daily import DailyRun
-from engine.triggers.on_event import EventTriggers
-from engine.triggers.outbox import Emitter
+from engine.triggers import DailyRun, Emitter, EventTriggers
+from tools.synthetic import generate
 
 START = date(2026, 1, 1)
 

@@ -24,8 +24,8 @@ from engine.keys import member_key
 from engine.member_state import DAYS
 from engine.programme import Programme
 from engine.redis_server import RedisServer, client_from_url, start_redis_cluster, start_redis_server
-from engine.rules.benchmark import latency_percentiles_us
 from engine.settings import Settings
+from tools.rules_benchmark import latency_percentiles_us
 
 
 def redis_benchmark_hset(port: int, requests: int = 200_000, pipeline: int = 64) -> float | None:
@@ -350,7 +350,7 @@ def demo_service(root: Path, console: Console, rule_files: list[Path] | None = N
     """A service holding the demo (2,000 members with 180 days, models trained on them) plus
     ``members`` synthetic members with ``days`` of history; stopped at the end."""
     from engine.ingestion import backfill
-    from serving.demo import prepare_demo
+    from tools.demo import prepare_demo
 
     service = BenchService.create(root, rule_files)
     try:
@@ -365,7 +365,7 @@ def demo_service(root: Path, console: Console, rule_files: list[Path] | None = N
         service.members = sorted(demo["member_id"].astype(str).unique())
         service.skus = pd.read_parquet(settings.var_dir / "catalogue.parquet")["sku"].astype(str).tolist()
         if members:
-            from engine.synthetic import generate
+            from tools.synthetic import generate
 
             console.print(f"preparing: {members:,} more members with {days} days of history ...")
             data = generate(members=members, days=days, seed=11)
@@ -388,8 +388,8 @@ def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds:
     ``members`` synthetic members with ``days`` of history; ``rules`` generated checkout rules
     are added to the shipped ones. The load comes from this process; the server is another.
     """
-    from engine.rules.benchmark import SHIPPED_FILES, generated_rules
-    from serving.load import fixed_rate, json_body, saturate
+    from tools.load import fixed_rate, json_body, saturate
+    from tools.rules_benchmark import SHIPPED_FILES, generated_rules
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
