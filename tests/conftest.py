@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis the suite starts itself, settings, a programme and a fixed clock.
+"""Shared fixtures: a real Redis the suite starts itself, settings, a programme and a fixed clock
+(``tests/helpers/`` holds the builders and constants the tests import).
 
 ``pytest --redis-cluster`` (``make cluster-test``) runs the tests marked ``cluster`` against a
 3-master Redis Cluster of real redis-server processes instead, and deselects the others.
@@ -17,7 +18,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import hypothesis
 import pytest
 import redis
 
@@ -32,14 +32,12 @@ from engine.redis_server import (
 )
 from engine.settings import Settings
 from recommender import ALSParams
+from tests.helpers.clock import NOW
+from tests.helpers.shop import SHOP_CUTOFF, SHOP_HORIZON, SHOP_TEST_FROM
+from tests.recommender.datasets import synthetic_shop
 from tools.synthetic import SyntheticData
 from training.churn import ChurnTraining, train_churn
 from training.recommendation import RecommenderTraining, train_recommender
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-NOW = datetime(2026, 3, 1, 12, 0, 0)
-
 
 TEST_CLOCK = os.environ.get("NBO_TEST_CLOCK")
 """The moment ``make test-clock`` runs the suite at (ISO 8601 with an offset), or None: the real clock."""
@@ -112,26 +110,6 @@ def redis_client(redis_server: RedisServer | RedisClusterServers) -> Iterator[re
     client.close()
 
 
-FUZZ_SCALE = int(os.environ.get("NBO_FUZZ_SCALE", "1"))
-"""``make fuzz`` runs every fuzz test with this many times its examples (``make test``: 1)."""
-
-
-def fuzz_settings(examples: int) -> hypothesis.settings:
-    """Hypothesis settings of a fuzz test: ``examples`` cases in ``make test``, ``NBO_FUZZ_SCALE`` times that in
-    ``make fuzz``; no deadline (a shared 2-core machine), no example database (runs do not depend on each other)."""
-    return hypothesis.settings(max_examples=examples * FUZZ_SCALE, deadline=None, database=None,
-                               suppress_health_check=list(hypothesis.HealthCheck))
-
-
-def dump_redis(client: redis.Redis) -> dict[str, object]:
-    """Every key and its value, whatever its type (SCAN, so every node of a cluster too)."""
-    readers = {"string": client.get, "hash": client.hgetall, "set": client.smembers,
-               "list": lambda key: client.lrange(key, 0, -1),
-               "zset": lambda key: client.zrange(key, 0, -1, withscores=True),
-               "stream": lambda key: client.xrange(key)}
-    return {key: readers[client.type(key)](key) for key in client.scan_iter(count=1000)}
-
-
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(_env_file=None, redis_url=None, var_dir=tmp_path / "var", pii_key="test-secret")
@@ -149,15 +127,9 @@ def store(redis_client: redis.Redis, programme: Programme) -> FeatureStore:
 
 # --- a small synthetic shop and models trained on it, shared by training and serving tests ---
 
-SHOP_CUTOFF = date(2026, 1, 20)  # the synthetic shop runs 2025-10-01 .. 2026-02-27
-SHOP_HORIZON = 30
-SHOP_TEST_FROM = date(2026, 2, 1)
-
 
 @pytest.fixture(scope="session")
 def shop() -> SyntheticData:
-    from tests.recommender.datasets import synthetic_shop  # it uses shared_data from this module
-
     return synthetic_shop()
 
 
@@ -200,12 +172,3 @@ def response_result(campaign_shop: SyntheticData, shop_programme: Programme):
 def recommender_result(shop: SyntheticData) -> RecommenderTraining:
     return train_recommender(shop.transactions, SHOP_TEST_FROM, k=10, grid=((16, 1.0),),
                              base_params=ALSParams(iterations=8))
-
-
-
-def shared_data(name: str) -> Path:
-    """A file of ../shared/data, or skip the test saying why."""
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"real data {path} is not present (shared/ is missing next to the repo)")
-    return path

@@ -14,7 +14,8 @@ FORBIDDEN = {
     "training": {"serving", "tools"},
     "serving": {"tools"},  # the service never imports the tools; its command line (serving/cli) may
 }
-SUBPACKAGES = ("engine.rules", "engine.triggers", "serving.console", "serving.routes", "serving.cli")
+SUBPACKAGES = ("engine.rules", "engine.rules.conditions", "engine.rules.loader", "engine.triggers", "serving.console",
+               "serving.routes", "serving.cli")
 """Packages whose modules are private: code outside them imports the names their ``__init__`` lists."""
 
 

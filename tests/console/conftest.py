@@ -4,7 +4,6 @@ with real registered versions (a weaker churn champion and a better challenger).
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +18,14 @@ from engine.ingestion import backfill
 from engine.settings import Settings
 from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW, REPO
-from tests.serving.test_api import register
-from tests.training.test_registry import _worse
+from tests.helpers.clock import NOW
+from tests.helpers.console import NEW_MEMBER
+from tests.helpers.events import register
+from tests.helpers.models import worse_churn
+from tests.helpers.paths import REPO
 from training.champions import ChampionModels
 from training.data import from_frame
 from training.registry import ModelRegistry
-
-NEW_MEMBER = "C-NEW-1"
-"""Registered, never bought: the shipped new-member rule offers NEW5 at a checkout of 20 yuan or more."""
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +38,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory, shop, churn_result, re
     audit = AuditLog(None, folder / "audit")
     registry = ModelRegistry(uris["mlflow_tracking_uri"], uris["mlflow_artifacts_dir"], audit, actor="test")
     data = from_frame(shop.transactions, source="synthetic shop")
-    registry.log_churn(_worse(churn_result), data)
+    registry.log_churn(worse_churn(churn_result), data)
     registry.log_churn(churn_result, data)
     registry.log_recommender(recommender_result, data)
     registry.log_ltv(ltv_result, data)
@@ -90,7 +88,7 @@ def loaded_store(redis_client: redis.Redis, redis_server, console_settings: Sett
     pipe.execute()
     raw.close()
     store = FeatureStore(redis_client, Programme.from_settings(console_settings), clock=lambda: NOW)
-    result = store.ingest([register(NEW_MEMBER)])
+    result = store.ingest([register(NEW_MEMBER, "2026-01-05T10:00:00")])
     assert result.accepted == 1
     return store
 
@@ -111,25 +109,3 @@ def client(console_app) -> Iterator[TestClient]:
 @pytest.fixture
 def keys(redis_client: redis.Redis) -> ApiKeys:
     return ApiKeys(redis_client)
-
-
-def sign_in(client: TestClient, keys: ApiKeys, role: str) -> str:
-    """Sign the test client in with a new key of ``role``; returns the key."""
-    key = keys.create(role)
-    response = client.post("/console/login", data={"key": key, "next": "/console/rules"}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-    return key
-
-
-def form_token(client: TestClient, page: str = "/console/rules") -> str:
-    """The form token a page carries (what the browser would post back)."""
-    import re
-
-    match = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(page).text)
-    assert match, f"{page} has no form token"
-    return match.group(1)
-
-
-def audit_lines(settings: Settings) -> list[dict]:
-    path = settings.var_dir / "audit" / "audit.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

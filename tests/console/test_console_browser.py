@@ -14,8 +14,8 @@ import pytest
 
 from engine.redis_server import free_port
 from serving.auth import ApiKeys
-from tests.conftest import REPO
-from tests.console.conftest import NEW_MEMBER
+from tests.helpers.console import NEW_MEMBER
+from tests.helpers.paths import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "console"

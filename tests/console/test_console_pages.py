@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from serving.auth import ApiKeys
 from serving.console.pages import histogram_quantile, parse_basket, tier_progress
-from tests.console.conftest import NEW_MEMBER, audit_lines, form_token, sign_in
+from tests.helpers.audit import audit_entries
+from tests.helpers.console import NEW_MEMBER, form_token, sign_in
 
 BROKEN = "recency_dayz between"
 
@@ -144,7 +145,7 @@ def test_saving_refuses_a_file_that_fails_lint_and_the_live_rules_stay(client: T
         "file": "lapsed.yaml", "text": original.replace("recency_days between", BROKEN), "csrf": form_token(client)})
     assert response.status_code == 422 and "cannot be saved" in response.text
     assert path.read_text() == original and services.rules.version == version
-    assert not any(e["action"] == "rules.file_saved" for e in audit_lines(console_settings))
+    assert not any(e["action"] == "rules.file_saved" for e in audit_entries(console_settings))
 
 
 def test_saving_a_good_file_writes_it_audits_it_and_it_goes_live(client: TestClient, keys: ApiKeys,
@@ -157,7 +158,7 @@ def test_saving_a_good_file_writes_it_audits_it_and_it_goes_live(client: TestCli
     assert response.status_code == 200, text_of(response.text)[:2000]
     assert (console_settings.rules_dir / "lapsed.yaml").read_text() == text
     assert services.rules.version != version and f"rules now live: {services.rules.version}" in response.text
-    saved = [e for e in audit_lines(console_settings) if e["action"] == "rules.file_saved"]
+    saved = [e for e in audit_entries(console_settings) if e["action"] == "rules.file_saved"]
     assert len(saved) == 1 and saved[0]["file"] == "lapsed.yaml" and saved[0]["rules"] == ["lapsed-30d"]
     assert saved[0]["actor"] == f"key:{keys.verify(key).key_id}" and key not in str(saved[0])
     row = response.text.split('data-rule="lapsed-30d"')[1].split("</tr>")[0]
@@ -195,7 +196,7 @@ def test_try_it_shows_the_offer_with_its_reason_and_the_members_card(client: Tes
     assert client.app.state.services.coupons.get(code).member_id == NEW_MEMBER, "a real coupon was issued"
     card = text_of(response.text.split('id="member-card"')[1])
     assert "Tier regular" in card and "500 more growth value" in card and "0 points" in card
-    issued = [e for e in audit_lines(console_settings) if e["action"] == "coupon.issued"]
+    issued = [e for e in audit_entries(console_settings) if e["action"] == "coupon.issued"]
     assert issued and issued[-1]["actor"].startswith("key:")
 
 
@@ -254,7 +255,7 @@ def test_promotion_obeys_the_gate_and_is_audited(client: TestClient, keys: ApiKe
     assert refused.status_code == 409 and "not promoted" in refused.text
     missing = client.post("/console/models/promote", data={"name": "churn", "version": "99", "csrf": token})
     assert missing.status_code == 404
-    actions = [(e["action"], e["version"], e["actor"]) for e in audit_lines(console_settings) if e["action"].startswith("model.")]
+    actions = [(e["action"], e["version"], e["actor"]) for e in audit_entries(console_settings) if e["action"].startswith("model.")]
     key_id = keys.verify(key).key_id
     assert actions == [("model.promoted", "2", f"key:{key_id}"), ("model.promotion_refused", "1", f"key:{key_id}")]
 
@@ -321,7 +322,7 @@ def test_the_rule_check_worker_ends_with_a_server_that_was_killed(tmp_path) -> N
     import sys
     import time
 
-    from tests.conftest import REPO
+    from tests.helpers.paths import REPO
 
     server = subprocess.run([sys.executable, "-c", (
         "import os\n"

@@ -12,7 +12,7 @@ import redis
 from engine.audit import AuditLog
 from engine.coupons import CODE_ENTROPY_BITS, CouponError, CouponLedger, CouponTerms
 from engine.keys import coupon_key, issuance_key
-from tests.conftest import NOW
+from tests.helpers.clock import NOW
 
 pytestmark = pytest.mark.cluster
 

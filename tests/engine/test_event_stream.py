@@ -11,16 +11,14 @@ from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer, publish_events
 from engine.keys import EVENTS_STREAM, INGEST_GROUP, REJECTED_EVENTS_STREAM
 from engine.redis_server import client_from_url
+from tests.helpers.events import purchase, register
 
 pytestmark = pytest.mark.cluster
 
 
 def events(member: str = "A") -> list[dict]:
-    return [
-        {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-01-02T09:00:00"},
-        {"event_id": f"p1-{member}", "type": "purchase", "member_id": member, "ts": "2026-02-01T10:00:00",
-         "lines": [{"sku": "milk", "amount": 12.0}]},
-    ]
+    """A registration and a purchase of the member."""
+    return [register(member), purchase(member, amount=12.0, event_id=f"p1-{member}")]
 
 
 def test_stream_events_are_applied_and_acked(store: FeatureStore, redis_client: redis.Redis) -> None:

@@ -13,24 +13,17 @@ from engine.keys import member_key
 from engine.programme import Programme
 from engine.redis_server import client_from_url
 from engine.settings import Settings
-from tests.conftest import NOW, dump_redis
+from tests.helpers.clock import NOW
+from tests.helpers.events import purchase, register
+from tests.helpers.redis_dump import dump_redis
 
 pytestmark = pytest.mark.cluster
 
 
-def register(member: str, ts: str = "2026-01-02T09:00:00", **extra) -> dict:
-    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": ts, **extra}
-
-
-def purchase(member: str, event_id: str, ts: str, amount: float, sku: str = "milk", **extra) -> dict:
-    return {
-        "event_id": event_id, "type": "purchase", "member_id": member, "ts": ts,
-        "lines": [{"sku": sku, "qty": 1, "amount": amount, "category": "dairy"}], **extra,
-    }
 
 
 def test_duplicate_event_changes_nothing(store: FeatureStore, redis_client: redis.Redis) -> None:
-    events = [register("A"), purchase("A", "p1", "2026-02-01T10:00:00", 50.0)]
+    events = [register("A"), purchase("A", "2026-02-01T10:00:00", 50.0, event_id="p1")]
     first = store.ingest(events)
     before = dump_redis(redis_client)
     again = store.ingest(events)
@@ -40,8 +33,8 @@ def test_duplicate_event_changes_nothing(store: FeatureStore, redis_client: redi
 
 
 def test_duplicate_inside_one_batch_counts_once(store: FeatureStore) -> None:
-    result = store.ingest([register("A"), purchase("A", "p1", "2026-02-01T10:00:00", 50.0),
-                           purchase("A", "p1", "2026-02-01T10:00:00", 50.0)])
+    result = store.ingest([register("A"), purchase("A", "2026-02-01T10:00:00", 50.0, event_id="p1"),
+                           purchase("A", "2026-02-01T10:00:00", 50.0, event_id="p1")])
     assert (result.accepted, result.duplicates) == (2, 1)
     assert store.member_features("A")["orders_total"] == 1
 
@@ -54,7 +47,7 @@ def test_malformed_events_are_rejected_one_by_one_and_the_rest_applied(store: Fe
         {"event_id": "bad2", "type": "teleport", "member_id": "A", "ts": "2026-02-01T10:00:00"},
         {"event_id": "bad3", "type": "purchase", "member_id": "A", "ts": "not a date", "lines": []},
         "not even an object",
-        purchase("A", "ok", "2026-02-01T11:00:00", 20.0),
+        purchase("A", "2026-02-01T11:00:00", 20.0, event_id="ok"),
     ])
     assert result.accepted == 2
     reasons = {r.index: r.reason for r in result.rejected}
@@ -66,7 +59,7 @@ def test_malformed_events_are_rejected_one_by_one_and_the_rest_applied(store: Fe
 
 
 def test_only_register_creates_a_member(store: FeatureStore, redis_client: redis.Redis) -> None:
-    result = store.ingest([purchase("ghost", "p1", "2026-02-01T10:00:00", 10.0)])
+    result = store.ingest([purchase("ghost", "2026-02-01T10:00:00", 10.0, event_id="p1")])
     assert result.accepted == 0
     assert "not registered" in result.rejected[0].reason
     assert dump_redis(redis_client) == {}
@@ -75,13 +68,13 @@ def test_only_register_creates_a_member(store: FeatureStore, redis_client: redis
 
 def test_events_from_the_future_are_rejected(store: FeatureStore) -> None:
     future = (NOW + timedelta(days=3)).isoformat()
-    result = store.ingest([register("A"), purchase("A", "p1", future, 10.0)])
+    result = store.ingest([register("A"), purchase("A", future, 10.0, event_id="p1")])
     assert result.accepted == 1
     assert "future" in result.rejected[0].reason
 
 
 def test_windows_are_right_at_read_time_without_new_events(store: FeatureStore, programme: Programme) -> None:
-    store.ingest([register("A"), purchase("A", "p1", "2026-02-20T10:00:00", 30.0)])
+    store.ingest([register("A"), purchase("A", "2026-02-20T10:00:00", 30.0, event_id="p1")])
     at_now = store.member_features("A")
     weeks_later = store.member_features("A", as_of=NOW + timedelta(days=40))
     assert at_now["recency_days"] == 9 and at_now["monetary_30d"] == 30.0 and at_now["frequency_30d"] == 1
@@ -93,9 +86,9 @@ def test_windows_are_right_at_read_time_without_new_events(store: FeatureStore, 
 def test_windows_across_month_and_year_boundaries(store: FeatureStore) -> None:
     store.ingest([
         register("A", ts="2025-12-01T09:00:00"),
-        purchase("A", "dec31", "2025-12-31T23:30:00", 100.0),
-        purchase("A", "jan1", "2026-01-01T00:10:00", 10.0),
-        purchase("A", "jan31", "2026-01-31T12:00:00", 1.0),
+        purchase("A", "2025-12-31T23:30:00", 100.0, event_id="dec31"),
+        purchase("A", "2026-01-01T00:10:00", 10.0, event_id="jan1"),
+        purchase("A", "2026-01-31T12:00:00", 1.0, event_id="jan31"),
     ])
     jan31 = store.member_features("A", as_of=datetime(2026, 1, 31, 20))
     feb1 = store.member_features("A", as_of=datetime(2026, 2, 1, 8))
@@ -110,16 +103,16 @@ def test_windows_across_month_and_year_boundaries(store: FeatureStore) -> None:
 def test_points_expire_fifo_and_never_go_negative(store: FeatureStore) -> None:
     store.ingest([
         register("A", ts="2025-01-01T09:00:00"),
-        purchase("A", "jan", "2025-01-10T10:00:00", 100.0),  # 100 points, usable until 2026-01-31
-        purchase("A", "mar", "2025-03-10T10:00:00", 50.0),   # 50 points, usable until 2026-03-31
+        purchase("A", "2025-01-10T10:00:00", 100.0, event_id="jan"),  # 100 points, usable until 2026-01-31
+        purchase("A", "2025-03-10T10:00:00", 50.0, event_id="mar"),   # 50 points, usable until 2026-03-31
     ])
     assert store.member_features("A", as_of=datetime(2026, 1, 15))["points_balance"] == 150
     assert store.member_features("A", as_of=datetime(2026, 1, 15))["points_expiring_30d"] == 100
     # Using 120 points takes the January lot first, then 20 of March's.
-    used = store.ingest([purchase("A", "use", "2025-06-01T10:00:00", 0.0, points_used=120)])
+    used = store.ingest([purchase("A", "2025-06-01T10:00:00", 0.0, event_id="use", points_used=120)])
     assert used.accepted == 1
     assert store.member_features("A", as_of=datetime(2026, 2, 15))["points_balance"] == 30
-    too_many = store.ingest([purchase("A", "over", "2025-06-02T10:00:00", 0.0, points_used=31)])
+    too_many = store.ingest([purchase("A", "2025-06-02T10:00:00", 0.0, event_id="over", points_used=31)])
     assert too_many.accepted == 0 and "exceeds the balance of 30" in too_many.rejected[0].reason
     assert store.member_features("A", as_of=datetime(2026, 2, 15))["points_balance"] == 30
     assert store.member_features("A", as_of=datetime(2026, 4, 1))["points_balance"] == 0
@@ -128,10 +121,10 @@ def test_points_expire_fifo_and_never_go_negative(store: FeatureStore) -> None:
 def test_tier_goes_up_at_once_and_down_after_a_year_without_qualifying(store: FeatureStore) -> None:
     store.ingest([register("A", ts="2025-01-01T09:00:00")])
     assert store.member_features("A", as_of=datetime(2025, 1, 2))["tier"] == "regular"
-    store.ingest([purchase("A", "big", "2025-02-10T10:00:00", 600.0)])
+    store.ingest([purchase("A", "2025-02-10T10:00:00", 600.0, event_id="big")])
     assert store.member_features("A", as_of=datetime(2025, 2, 10, 12))["tier"] == "silver"
     # Gold needs growth >= 1500 and >= 200 spent this month.
-    store.ingest([purchase("A", "bigger", "2025-03-05T10:00:00", 1000.0)])
+    store.ingest([purchase("A", "2025-03-05T10:00:00", 1000.0, event_id="bigger")])
     assert store.member_features("A", as_of=datetime(2025, 3, 6))["tier"] == "gold"
     # Next month spend is low, but a tier reached is kept for a year ...
     assert store.member_features("A", as_of=datetime(2025, 9, 1))["tier"] == "gold"
@@ -140,7 +133,7 @@ def test_tier_goes_up_at_once_and_down_after_a_year_without_qualifying(store: Fe
 
 
 def test_diamond_needs_a_referral(store: FeatureStore) -> None:
-    store.ingest([register("A", ts="2026-01-01T09:00:00"), purchase("A", "p", "2026-01-05T10:00:00", 3100.0)])
+    store.ingest([register("A", ts="2026-01-01T09:00:00"), purchase("A", "2026-01-05T10:00:00", 3100.0, event_id="p")])
     assert store.member_features("A", as_of=datetime(2026, 1, 6))["tier"] == "gold"
     store.ingest([{"event_id": "ref", "type": "referral", "member_id": "A", "ts": "2026-01-07T10:00:00",
                    "referred_member_id": "B"}])
@@ -190,7 +183,7 @@ def _hammer(url: str, pii_key: str, worker: int, members: int, per_member: int) 
     settings = Settings(_env_file=None, pii_key=pii_key)
     store = FeatureStore(client_from_url(url, decode_responses=True), Programme.from_settings(settings), clock=lambda: NOW)
     batch = [
-        purchase(f"M{m}", f"w{worker}-m{m}-{i}", "2026-02-01T10:00:00", 1.0)
+        purchase(f"M{m}", "2026-02-01T10:00:00", 1.0, event_id=f"w{worker}-m{m}-{i}")
         for i in range(per_member) for m in range(members)
     ]
     for start in range(0, len(batch), 25):
@@ -217,15 +210,15 @@ def test_concurrent_writers_lose_no_update(store: FeatureStore, redis_server) ->
 
 
 def test_rejected_event_leaves_no_partial_change(store: FeatureStore, redis_client: redis.Redis) -> None:
-    store.ingest([register("A"), purchase("A", "p", "2026-02-01T10:00:00", 10.0)])
+    store.ingest([register("A"), purchase("A", "2026-02-01T10:00:00", 10.0, event_id="p")])
     before = dump_redis(redis_client)
-    result = store.ingest([purchase("A", "over", "2026-02-02T10:00:00", 99.0, points_used=500)])
+    result = store.ingest([purchase("A", "2026-02-02T10:00:00", 99.0, event_id="over", points_used=500)])
     assert result.accepted == 0
     assert dump_redis(redis_client) == before
 
 
 def test_names_with_control_characters_are_rejected(store: FeatureStore) -> None:
     store.ingest([register("A")])
-    result = store.ingest([purchase("A", "p", "2026-02-01T10:00:00", 1.0, sku="milk\x1fbread")])
+    result = store.ingest([purchase("A", "2026-02-01T10:00:00", 1.0, event_id="p", sku="milk\x1fbread")])
     assert result.accepted == 0 and "lines.0.sku" in result.rejected[0].reason
-    assert store.ingest([purchase("A", "q", "2026-02-01T10:00:00", 1.0, sku="牛奶 1L")]).accepted == 1
+    assert store.ingest([purchase("A", "2026-02-01T10:00:00", 1.0, event_id="q", sku="牛奶 1L")]).accepted == 1

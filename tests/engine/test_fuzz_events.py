@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from engine.events import parse_event
 from engine.feature_store import FeatureStore
 from engine.programme import Programme
-from tests.conftest import NOW, dump_redis, fuzz_settings
+from tests.helpers.clock import NOW
+from tests.helpers.fuzz import fuzz_settings
+from tests.helpers.redis_dump import dump_redis
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.cluster]
 

@@ -14,7 +14,7 @@ from engine.keys import MEMBER_PROFILES
 from engine.point_in_time import features_as_of, features_as_of_dates
 from engine.programme import Programme
 from engine.transactions import read_transactions
-from tests.conftest import shared_data
+from tests.helpers.paths import shared_data
 from tools.synthetic import generate
 
 

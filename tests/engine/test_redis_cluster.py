@@ -20,7 +20,8 @@ from engine.member_state import PROFILE
 from engine.programme import Programme
 from engine.redis_server import RedisClusterServers, client_from_url, connect, is_cluster_url, start_redis_cluster
 from engine.settings import Settings
-from tests.conftest import NOW
+from tests.helpers.clock import NOW
+from tests.helpers.events import purchase, register
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +39,6 @@ def cluster_client(cluster: RedisClusterServers) -> Iterator[RedisCluster]:
     client.close()
 
 
-def register(member: str) -> dict:
-    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-01-02T09:00:00"}
-
-
-def purchase(member: str, amount: float) -> dict:
-    return {"event_id": f"p-{member}", "type": "purchase", "member_id": member, "ts": "2026-02-01T10:00:00",
-            "lines": [{"sku": "milk", "amount": amount, "category": "dairy"}]}
 
 
 def test_a_cluster_url_is_recognised_and_others_are_not() -> None:
@@ -67,7 +61,7 @@ def test_members_spread_over_masters_ingest_once_and_keep_their_keys_in_one_slot
 ) -> None:
     store = FeatureStore(cluster_client, programme, clock=lambda: NOW)
     members = [f"M{i}" for i in range(40)]
-    batch = [e for m in members for e in (register(m), purchase(m, 10.0 + int(m[1:])))]
+    batch = [e for m in members for e in (register(m), purchase(m, amount=10.0 + int(m[1:])))]
     first = store.ingest(batch)
     again = store.ingest(batch)
     assert (first.accepted, first.duplicates, first.rejected) == (80, 0, [])
@@ -85,7 +79,7 @@ def test_stream_consumer_and_coupons_work_on_the_cluster(
 ) -> None:
     store = FeatureStore(cluster_client, programme, clock=lambda: NOW)
     consumer = EventStreamConsumer(store, consumer="c1", block_ms=10)
-    publish_events(cluster_client, [register("A"), purchase("A", 12.0)])
+    publish_events(cluster_client, [register("A"), purchase("A", amount=12.0)])
     assert consumer.run_once() == 2
     assert store.member_features("A")["spend_total"] == 12.0
     ledger = CouponLedger(cluster_client, AuditLog(cluster_client, tmp_path, clock=lambda: NOW),

@@ -18,7 +18,7 @@ from engine.transactions import (
     read_transactions,
     write_transactions,
 )
-from tests.conftest import shared_data
+from tests.helpers.paths import shared_data
 
 
 def _csv(tmp_path: Path, text: str, name: str = "lines.csv") -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from engine.transactions import read_transactions
-from tests.conftest import shared_data
+from tests.helpers.paths import shared_data
 from tools.synthetic import SyntheticData, generate
 
 RETAIL_TEST_FROM = date(2011, 9, 1)

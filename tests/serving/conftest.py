@@ -9,15 +9,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from engine.settings import Settings
-from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW, REPO
+from tests.helpers.http import serve
+from tests.helpers.paths import REPO
 from training.champions import ChampionModels
-
-
-def bearer(key: str) -> dict[str, str]:
-    """The header that presents an API key."""
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture
@@ -43,6 +38,5 @@ def models(churn_result, recommender_result) -> ChampionModels:
 @pytest.fixture
 def service(nbo_settings: Settings, redis_client: redis.Redis, models: ChampionModels) -> Iterator[TestClient]:
     """The service with the shipped rules and the tiny real models, over the suite's Redis, at ``NOW``."""
-    app = create_app(nbo_settings, redis_client=redis_client, clock=lambda: NOW, background=False, models=models)
-    with TestClient(app) as client:
+    with serve(nbo_settings, redis_client, models=models) as client:
         yield client

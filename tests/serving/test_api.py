@@ -11,34 +11,27 @@ from fastapi.testclient import TestClient
 from engine.keys import API_KEYS
 from engine.redis_server import free_port
 from engine.settings import Settings
-from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW
-from tests.serving.conftest import bearer
-from training.champions import ChampionModels
+from tests.helpers.clock import NOW
+from tests.helpers.events import purchase, register
+from tests.helpers.http import bearer, serve
+
+LAST_VISIT = "2026-02-27T18:30:00"
+"""Two days before ``NOW``."""
 
 
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
-    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as test_client:
+    with serve(settings, redis_client) as test_client:
         yield test_client
 
 
-def register(member: str, store: str = "S001", region: str = "north") -> dict:
-    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-01-05T10:00:00",
-            "store_id": store, "region": region}
-
-
-def purchase(member: str, event_id: str, amount: float) -> dict:
-    return {"event_id": event_id, "type": "purchase", "member_id": member, "ts": "2026-02-27T18:30:00",
-            "store_id": "S001", "lines": [{"sku": "SKU1", "qty": 2, "amount": amount, "category": "dairy"}]}
 
 
 def test_events_batch_counts_accepted_duplicates_and_rejected(client: TestClient, keys: ApiKeys) -> None:
     pos = bearer(keys.create("pos"))
-    batch = [register("A"), purchase("A", "p1", 42.0), {"event_id": "x", "type": "purchase", "member_id": "A"}]
+    batch = [register("A"), purchase("A", LAST_VISIT, 42.0, event_id="p1"),
+             {"event_id": "x", "type": "purchase", "member_id": "A"}]
     first = client.post("/v1/events", json=batch, headers=pos)
     again = client.post("/v1/events", json=batch[:2], headers=pos)
     assert first.status_code == 200
@@ -56,7 +49,7 @@ def test_events_body_must_be_an_array(client: TestClient, keys: ApiKeys) -> None
 
 def test_member_features_after_events(client: TestClient, keys: ApiKeys) -> None:
     pos = bearer(keys.create("pos"))
-    client.post("/v1/events", json=[register("A"), purchase("A", "p1", 42.0)], headers=pos)
+    client.post("/v1/events", json=[register("A"), purchase("A", LAST_VISIT, 42.0, event_id="p1")], headers=pos)
     response = client.get("/v1/members/A/features", headers=pos)
     assert response.status_code == 200
     features = response.json()["features"]
@@ -80,7 +73,7 @@ def test_keys_are_required_and_roles_enforced(client: TestClient, keys: ApiKeys)
 
 def test_store_scoped_key_sees_only_its_store(client: TestClient, keys: ApiKeys) -> None:
     admin = bearer(keys.create("admin"))
-    client.post("/v1/events", json=[register("A", store="S001"), register("B", store="S002", region="south")],
+    client.post("/v1/events", json=[register("A", store_id="S001"), register("B", store_id="S002", region="south")],
                 headers=admin)
     store_key = bearer(keys.create("pos", scope="store:S001"))
     region_key = bearer(keys.create("app", scope="region:south"))
@@ -109,9 +102,7 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
 
 def test_redis_away_gives_503_not_a_crash(settings: Settings) -> None:
     dead = redis.Redis(port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2, decode_responses=True)
-    app = create_app(settings, redis_client=dead, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as client:
+    with serve(settings, dead) as client:
         ready = client.get("/readyz")
         events = client.post("/v1/events", json=[register("A")], headers=bearer("nbo_anything"))
     assert ready.status_code == 503 and "redis" in ready.json()["checks"]
@@ -136,7 +127,7 @@ def test_coupon_redemption_refuses_bad_codes_foreign_members_and_scopes(client: 
     from engine.coupons import CouponTerms
 
     admin = bearer(keys.create("admin"))
-    client.post("/v1/events", json=[register("A", store="S001"), register("B", store="S002")], headers=admin)
+    client.post("/v1/events", json=[register("A", store_id="S001"), register("B", store_id="S002")], headers=admin)
     coupon = client.app.state.services.coupons.issue("A", CouponTerms("OFF5", "amount_off", 5, 7), "r", "pos", "q")
     other_store = bearer(keys.create("pos", scope="store:S002"))
     assert client.post("/v1/coupons/not-a-code/redeem", headers=admin).status_code == 422

@@ -18,7 +18,8 @@ from engine.settings import Settings
 from serving.auth import ApiKey
 from serving.next_best_offer import NextBestOffer
 from serving.schemas import ChurnOut, OfferRequest
-from tests.conftest import NOW, REPO
+from tests.helpers.clock import NOW
+from tests.helpers.paths import REPO
 from training.champions import ModelUnavailable
 
 POS = ApiKey(key_id="till-key", role="pos")

@@ -23,7 +23,8 @@ from engine.settings import RateLimitSettings, Settings
 from serving.app import create_app
 from serving.auth import PERMISSIONS, ROLES, ApiKeys
 from serving.services import Services
-from tests.conftest import NOW, fuzz_settings
+from tests.helpers.clock import NOW
+from tests.helpers.fuzz import fuzz_settings
 from training.champions import ChampionModels
 
 pytestmark = pytest.mark.fuzz

@@ -17,10 +17,9 @@ from redis.crc import key_slot
 from engine.ingestion import EventStreamConsumer, publish_events
 from engine.keys import KINDS, OUTBOX_STREAM, hash_tag, kind_of, member_of, member_tag
 from engine.settings import Settings
-from serving.app import create_app
-from tests.engine.rules.conftest import write_rules
-from tests.engine.triggers.conftest import coupon_rule, purchase, register
-from tests.serving.conftest import bearer
+from tests.helpers.events import purchase, register
+from tests.helpers.http import bearer, serve
+from tests.helpers.rules import coupon_rule, write_rules
 from training.batch import score_members
 from training.champions import ChampionModels
 
@@ -45,9 +44,8 @@ def clock() -> dict[str, datetime]:
 def product(settings: Settings, tmp_path: Path, redis_client: redis.Redis, models: ChampionModels,
             clock: dict[str, datetime]) -> TestClient:
     rules = write_rules(tmp_path / "rules", RULES)
-    app = create_app(settings.model_copy(update={"rules_dir": rules}), redis_client=redis_client,
-                     clock=lambda: clock["now"], background=False, models=models)
-    with TestClient(app) as client:
+    with serve(settings.model_copy(update={"rules_dir": rules}), redis_client, models=models,
+               clock=lambda: clock["now"]) as client:
         yield client
 
 

@@ -11,9 +11,8 @@ from engine.keys import coupon_key
 from engine.redis_server import start_redis_server
 from engine.rules import in_holdout
 from engine.settings import Settings
-from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW
+from tests.helpers.http import serve
 
 NEW_MEMBER_RULE = "new-member-first-order"
 
@@ -122,8 +121,7 @@ def test_when_redis_goes_away_answers_degrade_instead_of_failing(nbo_settings: S
     try:
         doomed = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=0.2, socket_connect_timeout=0.2)
         headers = {"Authorization": f"Bearer {ApiKeys(doomed).create('pos')}"}
-        app = create_app(nbo_settings, redis_client=doomed, clock=lambda: NOW, background=False, models=models)
-        with TestClient(app) as client:
+        with serve(nbo_settings, doomed, models=models) as client:
             assert ask(client, headers, "A", request_id="before").json()["degraded"] is False
             server.stop()  # the key was verified a moment ago, so it is still trusted
             response = ask(client, headers, "A", request_id="after")
@@ -177,9 +175,7 @@ def test_rules_read_the_lifetime_value_and_the_response_model_values_the_coupon(
     models = ChampionModels.from_models(churn=churn_result.model, recommender=recommender_result.model,
                                         ltv=ltv_result.model, response=response_result.model, version="9")
     members = shop.transactions["member_id"].value_counts().index[:40].astype(str)
-    app = create_app(nbo_settings.model_copy(update={"rules_dir": rules}), redis_client=redis_client,
-                     clock=lambda: NOW, background=False, models=models)
-    with TestClient(app) as client:
+    with serve(nbo_settings.model_copy(update={"rules_dir": rules}), redis_client, models=models) as client:
         backfill(client.app.state.services.store, shop.transactions, shop.members)
         store = client.app.state.services.store
         ltv = {m: models.score_member(store.member_features(m)).ltv for m in members}

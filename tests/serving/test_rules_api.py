@@ -11,10 +11,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from engine.settings import Settings
-from serving.app import create_app
 from serving.auth import ApiKeys
-from tests.conftest import NOW, REPO
-from training.champions import ChampionModels
+from tests.helpers.http import serve
+from tests.helpers.paths import REPO
 
 
 @pytest.fixture
@@ -27,9 +26,7 @@ def rules_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis, rules_dir: Path) -> Iterator[TestClient]:
     settings = settings.model_copy(update={"rules_dir": rules_dir})
-    app = create_app(settings, redis_client=redis_client, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as test_client:
+    with serve(settings, redis_client) as test_client:
         yield test_client
 
 

@@ -24,15 +24,12 @@ from engine.settings import Settings
 from serving.auth import ApiKey, ApiKeys
 from serving.console.session import SESSION_COOKIE
 from serving.json_logs import JsonFormatter
-from tests.conftest import dump_redis
-from tests.serving.conftest import bearer
+from tests.helpers.events import register
+from tests.helpers.http import bearer
+from tests.helpers.redis_dump import dump_redis
 
 OFF5 = CouponTerms("OFF5", "amount_off", 5, valid_days=7)
 
-
-def register(member: str, store: str, region: str, **extra) -> dict:
-    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-02-20T10:00:00",
-            "store_id": store, "region": region, **extra}
 
 
 def checkout(member: str, store: str, request_id: str) -> dict:
@@ -45,7 +42,8 @@ def checkout(member: str, store: str, request_id: str) -> dict:
 
 def test_a_store_key_cannot_read_score_or_redeem_for_another_store(service: TestClient, keys: ApiKeys) -> None:
     admin = bearer(keys.create("admin"))
-    service.post("/v1/events", headers=admin, json=[register("A", "S001", "north"), register("B", "S002", "south")])
+    service.post("/v1/events", headers=admin,
+                 json=[register("A", store_id="S001"), register("B", store_id="S002", region="south")])
     ledger = service.app.state.services.coupons
     coupon_b = ledger.issue("B", OFF5, "r", "pos", "req-b")
     s001 = bearer(keys.create("pos", scope="store:S001"))
@@ -138,7 +136,7 @@ def test_no_phone_number_or_birth_date_is_kept_in_clear(service: TestClient, key
     services = service.app.state.services
     # Over HTTP: registration with phone and birthday, a profile change, a bad phone (rejected).
     answer = service.post("/v1/events", headers=pos, json=[
-        register("P1", "S001", "north", phone=PHONES[0], birthday=BIRTH_DATES[0]),
+        register("P1", store_id="S001", phone=PHONES[0], birthday=BIRTH_DATES[0]),
         {"event_id": "prof-1", "type": "profile", "member_id": "P1", "ts": "2026-02-21T10:00:00",
          "phone": PHONES[1]},
         {"event_id": "prof-2", "type": "profile", "member_id": "P1", "ts": "2026-02-21T11:00:00",
@@ -147,7 +145,8 @@ def test_no_phone_number_or_birth_date_is_kept_in_clear(service: TestClient, key
     assert answer["accepted"] == 2 and len(answer["rejected"]) == 1
     assert not any(in_clear(json.dumps(r), PHONES[1]) for r in answer["rejected"])
     # Through the events stream, as a POS gateway would send them.
-    publish_events(redis_client, [register("P2", "S002", "south", phone=PHONES[2], birthday=BIRTH_DATES[1])])
+    publish_events(redis_client,
+                   [register("P2", store_id="S002", region="south", phone=PHONES[2], birthday=BIRTH_DATES[1])])
     assert EventStreamConsumer(services.store, consumer="c1", block_ms=10).run_once() == 1
     # The usual traffic: features, a checkout that issues a coupon, its redemption, a failing request.
     assert service.get("/v1/members/P1/features", headers=pos).json()["features"]["days_to_birthday"] is not None

@@ -17,13 +17,11 @@ from typer.testing import CliRunner
 from engine.keys import OUTBOX_STREAM
 from engine.settings import Settings, get_settings
 from engine.triggers import DailyScheduler
-from serving.app import create_app
 from serving.auth import ApiKeys
 from serving.cli import app as cli
-from tests.conftest import NOW
-from tests.engine.rules.conftest import write_rules
-from tests.engine.triggers.conftest import coupon_rule, purchase, register
-from tests.serving.conftest import bearer
+from tests.helpers.events import purchase, register
+from tests.helpers.http import bearer, serve
+from tests.helpers.rules import coupon_rule, write_rules
 from training.champions import ChampionModels
 
 WELCOME = coupon_rule("first-purchase", when="orders_total == 1", trigger="event.purchase",
@@ -39,9 +37,7 @@ def trigger_settings(settings: Settings, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(trigger_settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
-    app = create_app(trigger_settings, redis_client=redis_client, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as test_client:
+    with serve(trigger_settings, redis_client) as test_client:
         yield test_client
 
 

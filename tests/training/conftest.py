@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +23,3 @@ def registry(mlflow_dir: Path, tmp_path: Path) -> Iterator[ModelRegistry]:
     audit = AuditLog(None, tmp_path / "audit")
     yield ModelRegistry(f"sqlite:///{mlflow_dir}/mlflow.db", mlflow_dir / "artifacts", audit, actor="test")
     audit.close()
-
-
-def audit_entries(registry: ModelRegistry) -> list[dict]:
-    """The audit lines the registry wrote, oldest first."""
-    return [json.loads(line) for line in registry.audit.path.read_text(encoding="utf-8").splitlines() if line]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SHOP_CUTOFF, SHOP_HORIZON
+from tests.helpers.shop import SHOP_CUTOFF, SHOP_HORIZON
 from tests.recommender.datasets import online_retail, online_retail_sample
 from training.churn import ChurnSplit, churn_snapshot, train_churn
 from training.churn_model import DERIVED_INPUTS, NUMERIC_FEATURES, input_frame, input_row

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from engine.settings import get_settings
 from engine.transactions import write_transactions
 from serving.cli import app
-from tests.conftest import SHOP_CUTOFF, SHOP_HORIZON
+from tests.helpers.shop import SHOP_CUTOFF, SHOP_HORIZON
 
 
 @pytest.fixture

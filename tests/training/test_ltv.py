@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SHOP_CUTOFF, SHOP_HORIZON
+from tests.helpers.shop import SHOP_CUTOFF, SHOP_HORIZON
 from tests.recommender.datasets import online_retail_sample
 from training.churn_model import input_frame
 from training.ltv import normalised_gini, spend_between, train_ltv

@@ -9,25 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.training.conftest import audit_entries
+from tests.helpers.audit import audit_entries
+from tests.helpers.models import worse_churn
 from training.champions import ChampionModels
-from training.churn import ChurnTraining, churn_metrics
-from training.churn_model import ChurnModel
 from training.data import from_frame
 from training.registry import ModelRegistry, PromotionRefused
-
-
-def _worse(result: ChurnTraining) -> ChurnTraining:
-    """The same run with a model fitted on shuffled labels: a candidate that must not replace the champion."""
-    import lightgbm as lgb
-
-    inputs = result.valid.inputs[list(result.model.inputs)]
-    shuffled = np.random.default_rng(1).permutation(result.valid.label.to_numpy())
-    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 5},
-                        lgb.Dataset(inputs, shuffled), num_boost_round=20)
-    model = ChurnModel(booster=booster, horizon_days=result.model.horizon_days, inputs=result.model.inputs)
-    scores = model.score_frame(result.test.inputs)
-    return replace(result, model=model, test_scores=scores, metrics=churn_metrics(result.test.label, scores))
 
 
 def test_a_run_logs_params_metrics_fingerprint_code_version_and_model(registry: ModelRegistry, churn_result, shop):
@@ -46,30 +32,30 @@ def test_a_run_logs_params_metrics_fingerprint_code_version_and_model(registry: 
 
     info = get_model_info(f"models:/churn-logged/{version.version}")
     assert info.signature is not None and "recency_days" in info.signature.inputs.input_names()
-    assert [e["action"] for e in audit_entries(registry)] == ["model.registered", "model.promoted"]
+    assert [e["action"] for e in audit_entries(registry.audit.path)] == ["model.registered", "model.promoted"]
 
 
 def test_promotion_refuses_a_worse_candidate(registry: ModelRegistry, churn_result, shop):
     data = from_frame(shop.transactions)
     good = registry.log_churn(churn_result, data, name="churn-refuse")
-    bad = registry.log_churn(_worse(churn_result), data, name="churn-refuse")
+    bad = registry.log_churn(worse_churn(churn_result), data, name="churn-refuse")
     with pytest.raises(PromotionRefused, match="candidate .* champion"):
         registry.promote("churn-refuse", bad.version)
     assert registry.champion("churn-refuse") == good.version
-    refused = audit_entries(registry)[-1]
+    refused = audit_entries(registry.audit.path)[-1]
     assert refused["action"] == "model.promotion_refused" and refused["candidate_score"] < refused["champion_score"]
 
 
 def test_forced_promotion_is_recorded_everywhere(registry: ModelRegistry, churn_result, shop):
     data = from_frame(shop.transactions)
     registry.log_churn(churn_result, data, name="churn-force")
-    bad = registry.log_churn(_worse(churn_result), data, name="churn-force")
+    bad = registry.log_churn(worse_churn(churn_result), data, name="churn-force")
     result = registry.promote("churn-force", bad.version, force=True, reason="testing the override")
     assert result.promoted and registry.champion("churn-force") == bad.version
     version = registry.client.get_model_version("churn-force", bad.version)
     assert version.tags["nbo.promotion_forced"] == "true"
     assert registry.client.get_run(version.run_id).data.tags["nbo.promotion_forced"] == "true"
-    line = audit_entries(registry)[-1]
+    line = audit_entries(registry.audit.path)[-1]
     assert line["action"] == "model.promoted" and line["forced"] is True and line["reason"] == "testing the override"
     assert line["actor"] == "test" and line["subject"] == f"model:churn-force/{bad.version}"
 
@@ -82,7 +68,7 @@ def test_rollback_restores_previous_champion(registry: ModelRegistry, churn_resu
     assert registry.champion("churn-rollback") == second.version
     registry.rollback("churn-rollback", reason="bad week")
     assert registry.champion("churn-rollback") == first.version
-    assert audit_entries(registry)[-1]["action"] == "model.rolled_back"
+    assert audit_entries(registry.audit.path)[-1]["action"] == "model.rolled_back"
     with pytest.raises(ValueError, match="no earlier champion"):
         registry.rollback("churn-rollback")
 
@@ -95,7 +81,7 @@ def test_serving_swaps_in_a_new_champion_without_restart(registry: ModelRegistry
     assert models.versions["churn"] == "1"
     before = models.score_churn(features)
     assert models.reload_if_changed() is False
-    worse = registry.log_churn(_worse(churn_result), data, name="churn-serving")
+    worse = registry.log_churn(worse_churn(churn_result), data, name="churn-serving")
     registry.promote("churn-serving", worse.version, force=True)
     assert models.reload_if_changed() is True
     assert models.versions["churn"] == worse.version

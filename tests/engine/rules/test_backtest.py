@@ -11,7 +11,7 @@ from engine.point_in_time import features_as_of
 from engine.programme import Programme
 from engine.rules import backtest, backtest_history, load_rules
 from engine.rules.compiler import compile_rules
-from tests.engine.rules.conftest import SHIPPED, context, rule, runtime
+from tests.helpers.rules import SHIPPED, context, rule, runtime
 from tools.synthetic import generate
 
 AS_OF = date(2026, 5, 1)

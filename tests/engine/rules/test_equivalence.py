@@ -22,7 +22,7 @@ from engine.rules.context import LIST_LENGTH_SUFFIX
 from engine.rules.reference import evaluate, predicate
 from engine.rules.runtime import DurableRuleset, fact_json
 from engine.rules.vectorised import FactColumns
-from tests.engine.rules.conftest import context, runtime, write_rules
+from tests.helpers.rules import context, runtime, write_rules
 
 FEATURES = {
     "n": FeatureDef("n", "int", "", nullable=True),

@@ -6,7 +6,7 @@ import resource
 from datetime import datetime
 
 from engine.rules.limits import holdout_draw, in_holdout
-from tests.engine.rules.conftest import context, rule, runtime
+from tests.helpers.rules import context, rule, runtime
 
 
 def test_overlapping_rules_all_fire(rules_dir, member) -> None:

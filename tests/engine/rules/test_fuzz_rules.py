@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from engine.rules import load_rules
 from engine.rules.context import FestivalCalendar, vocabulary
-from tests.conftest import fuzz_settings
-from tests.engine.rules.conftest import SHIPPED, context, runtime, write_rules
+from tests.helpers.fuzz import fuzz_settings
+from tests.helpers.rules import SHIPPED, context, runtime, write_rules
 
 pytestmark = pytest.mark.fuzz
 

@@ -11,18 +11,12 @@ import pytest
 import redis
 
 from engine.redis_server import client_from_url
-from engine.rules import Rule, RuleLimits, in_holdout
+from engine.rules import RuleLimits, in_holdout
 from engine.rules.limits import holdout_mask, member_hashes
-from tests.engine.rules.conftest import TZ
+from tests.helpers.clock import NOW
+from tests.helpers.rules import TZ, limited_rule
 
 pytestmark = pytest.mark.cluster
-
-NOW = datetime(2026, 3, 1, 12, 0)
-
-
-def make_rule(limits: dict, rule_id: str = "r") -> Rule:
-    return Rule.model_validate({"id": rule_id, "name": rule_id, "trigger": "checkout", "when": "registered",
-                                "then": [{"issue_coupon": {"template": "M200_50"}}], "limits": limits})
 
 
 @pytest.fixture
@@ -31,7 +25,7 @@ def limits(redis_client: redis.Redis) -> RuleLimits:
 
 
 def test_member_cap_allows_n_per_rolling_window(limits: RuleLimits) -> None:
-    rule = make_rule({"per_member": "2 per 7d"})
+    rule = limited_rule({"per_member": "2 per 7d"})
     assert limits.reserve(rule, "M1", NOW).granted
     assert limits.reserve(rule, "M1", NOW + timedelta(days=1)).granted
     refused = limits.reserve(rule, "M1", NOW + timedelta(days=2))
@@ -41,13 +35,13 @@ def test_member_cap_allows_n_per_rolling_window(limits: RuleLimits) -> None:
 
 
 def test_one_ever_is_for_ever(limits: RuleLimits) -> None:
-    rule = make_rule({"per_member": "1 ever"})
+    rule = limited_rule({"per_member": "1 ever"})
     assert limits.reserve(rule, "M1", NOW).granted
     assert not limits.reserve(rule, "M1", NOW + timedelta(days=3000)).granted
 
 
 def test_coupon_budget_is_never_overspent_by_concurrent_threads(limits: RuleLimits) -> None:
-    rule = make_rule({"budget": {"coupons": 25}})
+    rule = limited_rule({"budget": {"coupons": 25}})
     granted = []
     lock = threading.Lock()
 
@@ -70,7 +64,7 @@ def test_coupon_budget_is_never_overspent_by_concurrent_threads(limits: RuleLimi
 def _take_in_process(url: str, worker: int, attempts: int, queue) -> None:
     client = client_from_url(url, decode_responses=True)
     own = RuleLimits(client, TZ)
-    rule = make_rule({"budget": {"amount": 500}, "per_store": {"coupons": 100}})
+    rule = limited_rule({"budget": {"amount": 500}, "per_store": {"coupons": 100}})
     queue.put(sum(own.reserve(rule, f"P{worker}-{i}", NOW, store_id="S001", amount=50).granted
                   for i in range(attempts)))
 
@@ -89,7 +83,7 @@ def test_amount_budget_is_never_overspent_by_concurrent_processes(redis_server, 
 
 
 def test_amount_and_store_budgets(limits: RuleLimits) -> None:
-    rule = make_rule({"budget": {"amount": 120}, "per_store": {"coupons": 2}})
+    rule = limited_rule({"budget": {"amount": 120}, "per_store": {"coupons": 2}})
     assert limits.reserve(rule, "M1", NOW, store_id="S1", amount=50).granted
     assert limits.reserve(rule, "M2", NOW, store_id="S1", amount=50).granted
     store_spent = limits.reserve(rule, "M3", NOW, store_id="S1", amount=10)
@@ -100,15 +94,15 @@ def test_amount_and_store_budgets(limits: RuleLimits) -> None:
 
 
 def test_a_refused_budget_gives_the_member_cap_back(limits: RuleLimits) -> None:
-    rule = make_rule({"per_member": "1 per 30d", "budget": {"coupons": 1}})
+    rule = limited_rule({"per_member": "1 per 30d", "budget": {"coupons": 1}})
     assert limits.reserve(rule, "M1", NOW).granted
     assert not limits.reserve(rule, "M2", NOW).granted
-    rule_more = make_rule({"per_member": "1 per 30d", "budget": {"coupons": 5}})
+    rule_more = limited_rule({"per_member": "1 per 30d", "budget": {"coupons": 5}})
     assert limits.reserve(rule_more, "M2", NOW).granted  # M2's cap was not taken by the refusal
 
 
 def test_release_gives_everything_back_and_commit_keeps_it(limits: RuleLimits) -> None:
-    rule = make_rule({"per_member": "1 per 30d", "budget": {"coupons": 1}})
+    rule = limited_rule({"per_member": "1 per 30d", "budget": {"coupons": 1}})
     first = limits.reserve(rule, "M1", NOW)
     limits.release(first)
     second = limits.reserve(rule, "M1", NOW)
@@ -118,7 +112,7 @@ def test_release_gives_everything_back_and_commit_keeps_it(limits: RuleLimits) -
 
 
 def test_a_hold_not_committed_in_time_returns_to_the_budget(limits: RuleLimits) -> None:
-    rule = make_rule({"budget": {"coupons": 1}})
+    rule = limited_rule({"budget": {"coupons": 1}})
     crashed = limits.reserve(rule, "M1", NOW)  # a worker that never commits
     assert not limits.reserve(rule, "M2", NOW + timedelta(seconds=30)).granted
     later = limits.reserve(rule, "M2", NOW + timedelta(seconds=61))
@@ -128,7 +122,7 @@ def test_a_hold_not_committed_in_time_returns_to_the_budget(limits: RuleLimits) 
 
 
 def test_daily_budgets_start_again_each_local_day(limits: RuleLimits) -> None:
-    rule = make_rule({"budget": {"coupons": 1, "period": "day"}})
+    rule = limited_rule({"budget": {"coupons": 1, "period": "day"}})
     assert limits.commit(limits.reserve(rule, "M1", datetime(2026, 3, 1, 23, 30)))
     assert not limits.reserve(rule, "M2", datetime(2026, 3, 1, 23, 59)).granted
     assert limits.reserve(rule, "M2", datetime(2026, 3, 2, 0, 1)).granted

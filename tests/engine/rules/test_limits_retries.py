@@ -6,8 +6,8 @@ import pytest
 import redis
 
 from engine.rules import Ask, RuleLimits
-from tests.engine.rules.conftest import TZ
-from tests.engine.rules.test_limits import NOW, make_rule
+from tests.helpers.clock import NOW
+from tests.helpers.rules import TZ, limited_rule
 
 pytestmark = pytest.mark.cluster
 
@@ -18,7 +18,7 @@ def limits(redis_client: redis.Redis) -> RuleLimits:
 
 
 def test_a_retried_token_takes_nothing_twice(limits: RuleLimits) -> None:
-    rule = make_rule(limits={"per_member": "1 per 30d", "budget": {"coupons": 2}})
+    rule = limited_rule(limits={"per_member": "1 per 30d", "budget": {"coupons": 2}})
     token = "lapsed-30d|M1|d2026-03-01"
     first = limits.reserve(rule, "M1", NOW, token=token)
     assert first.granted and limits.commit(first)
@@ -30,7 +30,7 @@ def test_a_retried_token_takes_nothing_twice(limits: RuleLimits) -> None:
 
 
 def test_reserve_many_serves_asks_in_order_up_to_the_budget(limits: RuleLimits) -> None:
-    rule = make_rule(limits={"budget": {"coupons": 3}})
+    rule = limited_rule(limits={"budget": {"coupons": 3}})
     asks = [Ask(rule, f"M{i}", NOW, token=f"t{i}") for i in range(5)]
     granted = [r.granted for r in limits.reserve_many(asks)]
     assert granted == [True, True, True, False, False]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.rules import RuleRuntime
 from engine.rules.runtime import watch_rules
-from tests.engine.rules.conftest import TZ, context, rule, runtime
+from tests.helpers.rules import TZ, context, rule, runtime
 
 
 def _fired(rt: RuleRuntime, member: dict) -> tuple[str, ...]:

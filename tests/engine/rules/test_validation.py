@@ -10,7 +10,7 @@ import pytest
 from engine.rules import load_rules, run_examples, schema_text
 from engine.rules.conditions import ConditionError, check, parse_condition
 from engine.rules.context import FestivalCalendar, vocabulary
-from tests.engine.rules.conftest import SHIPPED, rule
+from tests.helpers.rules import SHIPPED, rule
 
 WORDS = vocabulary(FestivalCalendar({"mid_autumn": []}))
 

@@ -8,7 +8,9 @@ import pytest
 
 from engine.keys import DAILY_WORKERS_GROUP, daily_run_chunks_key, daily_run_key, daily_run_work_key, exposures_key
 from engine.triggers import DailyRun
-from tests.engine.triggers.conftest import AS_OF, coupon_rule, day_after, lapsed_and_recent
+from tests.helpers.events import register
+from tests.helpers.rules import coupon_rule
+from tests.helpers.triggers import AS_OF, day_after, lapsed_and_recent
 
 pytestmark = pytest.mark.cluster
 
@@ -131,8 +133,6 @@ def test_held_out_members_get_nothing_but_are_recorded_for_lift(make_triggers) -
 
 def test_a_run_for_a_past_day_leaves_out_members_who_registered_after_it(make_triggers) -> None:
     from datetime import datetime
-
-    from tests.engine.triggers.conftest import register
 
     triggers = make_triggers({"welcome.yaml": coupon_rule("everyone", when="registered")})
     triggers.set_now(datetime(2026, 3, 20, 10, 0))

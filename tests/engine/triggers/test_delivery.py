@@ -11,7 +11,8 @@ import pytest
 
 from engine.keys import DELIVERY_GROUP, OUTBOX_DEAD_LETTERS, OUTBOX_DEFERRED, OUTBOX_STREAM, issuance_key
 from engine.triggers import DeliveryFailed, WebhookAdapter, quiet_until
-from tests.engine.triggers.conftest import AS_OF, coupon_rule, lapsed_and_recent
+from tests.helpers.rules import coupon_rule
+from tests.helpers.triggers import AS_OF, lapsed_and_recent
 
 pytestmark = pytest.mark.cluster
 

@@ -7,7 +7,8 @@ from datetime import datetime
 import pytest
 
 from engine.features import member_features
-from tests.engine.triggers.conftest import coupon_rule, purchase, register
+from tests.helpers.events import purchase, register
+from tests.helpers.rules import coupon_rule
 
 pytestmark = pytest.mark.cluster
 

@@ -8,7 +8,9 @@ import pytest
 
 from engine.keys import issuance_key
 from engine.measurement import Measurement
-from tests.engine.triggers.conftest import AS_OF, coupon_rule, lapsed_and_recent, purchase
+from tests.helpers.events import purchase
+from tests.helpers.rules import coupon_rule
+from tests.helpers.triggers import AS_OF, lapsed_and_recent
 
 pytestmark = pytest.mark.cluster
 
