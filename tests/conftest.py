@@ -2,7 +2,9 @@
 (``tests/helpers/`` holds the builders and constants the tests import).
 
 ``pytest --redis-cluster`` (``make cluster-test``) runs the tests marked ``cluster`` against a
-3-master Redis Cluster of real redis-server processes instead, and deselects the others.
+3-master Redis Cluster of real redis-server processes instead, and deselects the others. Tests marked
+``secure_redis`` run three times: on the suite's server, on one with ``requirepass`` and an ACL user,
+and on one serving TLS only (``tests/helpers/redis_tls.py``).
 
 ``NBO_TEST_CLOCK`` (``make test-clock``) moves the wall clock of the whole run to that moment, in
 process with time-machine (libfaketime hangs ``time.sleep`` and spins redis-server on these
@@ -33,6 +35,7 @@ from engine.redis_server import (
 from engine.settings import Settings
 from recommender import ALSParams
 from tests.helpers.clock import NOW
+from tests.helpers.redis_tls import start_password_server, start_tls_server
 from tests.helpers.shop import SHOP_CUTOFF, SHOP_HORIZON, SHOP_TEST_FROM
 from tests.recommender.datasets import synthetic_shop
 from tools.synthetic import SyntheticData
@@ -55,6 +58,14 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(pytest --redis-cluster, make cluster-test)")
     config.addinivalue_line("markers", "fuzz: hypothesis fuzzing; make fuzz runs these with NBO_FUZZ_SCALE times "
                             "the examples")
+    config.addinivalue_line("markers", "secure_redis: also runs against a Redis with requirepass and an ACL user, "
+                            "and one serving TLS only (their redis_client)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (metafunc.definition.get_closest_marker("secure_redis") and "redis_client" in metafunc.fixturenames
+            and not metafunc.config.getoption("--redis-cluster")):
+        metafunc.parametrize("redis_client", ["plain", "password", "tls"], indirect=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -101,10 +112,30 @@ def redis_server(
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def password_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throw-away redis-server with ``requirepass`` and an ACL user (the URL has the user and password)."""
+    server = start_password_server(tmp_path_factory.mktemp("redis-password"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throw-away redis-server serving TLS only, with a password and an ACL user (the URL has them and the CA
+    file); the tests that need it skip, saying why, where no redis-server has TLS."""
+    server = start_tls_server(tmp_path_factory.mktemp("redis-tls"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def redis_client(redis_server: RedisServer | RedisClusterServers) -> Iterator[redis.Redis]:
-    """A client on the suite's own server (or cluster), emptied before each test."""
-    client = client_from_url(redis_server.url, decode_responses=True)
+def redis_client(request: pytest.FixtureRequest, redis_server: RedisServer | RedisClusterServers) -> Iterator[redis.Redis]:
+    """A client on the suite's own server (or cluster), emptied before each test; for a ``secure_redis`` test also on
+    the password and the TLS servers."""
+    variant = getattr(request, "param", "plain")
+    server = redis_server if variant == "plain" else request.getfixturevalue(f"{variant}_redis_server")
+    client = client_from_url(server.url, decode_responses=True)
     client.flushall()
     yield client
     client.close()

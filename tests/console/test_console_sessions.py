@@ -14,23 +14,21 @@ from fastapi.testclient import TestClient
 
 from engine.keys import key_sessions_key, session_key
 from engine.settings import ConsoleSettings, Settings
-from serving.app import create_app
 from serving.auth import ApiKeys, digest_of
 from serving.console.headers import CONTENT_SECURITY_POLICY
 from serving.console.session import SESSION_COOKIE
-from tests.conftest import NOW, dump_redis
-from tests.console.conftest import sign_in
+from tests.helpers.clock import NOW
+from tests.helpers.console import sign_in
+from tests.helpers.http import serve
+from tests.helpers.redis_dump import dump_redis
 from tools.chaos import wait_for
-from training.champions import ChampionModels
 
 
 @pytest.fixture
 def client(console_settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
     """The console over an empty store with no models: sessions need neither (the shop and the registry's champions
     of the other console tests take seconds to load)."""
-    app = create_app(console_settings, redis_client=redis_client, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as test_client:
+    with serve(console_settings, redis_client) as test_client:
         yield test_client
 
 

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.cluster
 
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_duplicate_event_changes_nothing(store: FeatureStore, redis_client: redis.Redis) -> None:
     events = [register("A"), purchase("A", "2026-02-01T10:00:00", 50.0, event_id="p1")]
     first = store.ingest(events)
@@ -39,6 +40,7 @@ def test_duplicate_inside_one_batch_counts_once(store: FeatureStore) -> None:
     assert store.member_features("A")["orders_total"] == 1
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_malformed_events_are_rejected_one_by_one_and_the_rest_applied(store: FeatureStore) -> None:
     result = store.ingest([
         register("A"),
@@ -58,6 +60,7 @@ def test_malformed_events_are_rejected_one_by_one_and_the_rest_applied(store: Fe
     assert store.member_features("A")["spend_total"] == 20.0
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_only_register_creates_a_member(store: FeatureStore, redis_client: redis.Redis) -> None:
     result = store.ingest([purchase("ghost", "2026-02-01T10:00:00", 10.0, event_id="p1")])
     assert result.accepted == 0
@@ -100,6 +103,7 @@ def test_windows_across_month_and_year_boundaries(store: FeatureStore) -> None:
     assert feb1["frequency_90d"] == 3
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_points_expire_fifo_and_never_go_negative(store: FeatureStore) -> None:
     store.ingest([
         register("A", ts="2025-01-01T09:00:00"),
@@ -118,6 +122,7 @@ def test_points_expire_fifo_and_never_go_negative(store: FeatureStore) -> None:
     assert store.member_features("A", as_of=datetime(2026, 4, 1))["points_balance"] == 0
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_tier_goes_up_at_once_and_down_after_a_year_without_qualifying(store: FeatureStore) -> None:
     store.ingest([register("A", ts="2025-01-01T09:00:00")])
     assert store.member_features("A", as_of=datetime(2025, 1, 2))["tier"] == "regular"
@@ -152,6 +157,7 @@ def test_growth_from_checkin_share_and_one_questionnaire(store: FeatureStore) ->
     assert store.member_features("A")["growth_value"] == 5 + 20 + 10
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_consent_and_channels(store: FeatureStore) -> None:
     store.ingest([register("A", channels={"email": False})])
     features = store.member_features("A")
@@ -162,6 +168,7 @@ def test_consent_and_channels(store: FeatureStore) -> None:
     assert (features["opted_out"], features["channel_sms"], features["channel_app"]) == (True, False, True)
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_phone_is_never_stored_in_clear(store: FeatureStore, redis_client: redis.Redis) -> None:
     store.ingest([register("A", phone="138-0000-1111"),
                   {"event_id": "p", "type": "profile", "member_id": "A", "ts": "2026-02-01T10:00:00",
@@ -209,6 +216,7 @@ def test_concurrent_writers_lose_no_update(store: FeatureStore, redis_server) ->
         assert features["points_balance"] == workers * per_member
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_rejected_event_leaves_no_partial_change(store: FeatureStore, redis_client: redis.Redis) -> None:
     store.ingest([register("A"), purchase("A", "2026-02-01T10:00:00", 10.0, event_id="p")])
     before = dump_redis(redis_client)

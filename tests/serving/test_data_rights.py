@@ -18,22 +18,14 @@ from engine.ingestion import EventStreamConsumer, backfill, publish_events
 from engine.keys import ERASED_MEMBERS, OUTBOX_STREAM, REJECTED_EVENTS_STREAM, erased_marker_key, hash_tag
 from engine.settings import Settings, get_settings
 from serving.cli import app as cli
-from tests.conftest import NOW, dump_redis
-from tests.serving.conftest import bearer
-from tests.serving.test_security import PHONES, in_clear
+from tests.helpers.clock import NOW
+from tests.helpers.events import purchase, register
+from tests.helpers.http import bearer
+from tests.helpers.personal_data import PHONES, in_clear
+from tests.helpers.redis_dump import dump_redis
 from training.data import load_transactions
 
 GONE, KEPT = "ERASE-ME", "KEEP-ME"
-
-
-def register(member: str, store: str = "S001", region: str = "north", **extra) -> dict:
-    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-02-20T10:00:00",
-            "store_id": store, "region": region, **extra}
-
-
-def purchase(member: str, event_id: str) -> dict:
-    return {"event_id": event_id, "type": "purchase", "member_id": member, "ts": "2026-02-27T18:30:00",
-            "store_id": "S001", "lines": [{"sku": "SKU00001", "qty": 2, "amount": 30.0, "category": "dairy"}]}
 
 
 def checkout(member: str, request_id: str) -> dict:
@@ -57,7 +49,7 @@ def lived(service: TestClient) -> dict[str, object]:
     for member in (GONE, KEPT):
         offers = service.post("/v1/next-best-offer", headers=pos, json=checkout(member, f"till-{member}")).json()["offers"]
         codes[member] = next(o["coupon"]["code"] for o in offers if o.get("coupon"))
-    assert service.post("/v1/events", headers=pos, json=[purchase(GONE, "p1"), purchase(KEPT, "p2")]).json()[
+    assert service.post("/v1/events", headers=pos, json=[purchase(GONE, event_id="p1"), purchase(KEPT, event_id="p2")]).json()[
         "accepted"] == 2
     assert service.post(f"/v1/coupons/{'0' * 16}/redeem", headers=pos, json={"member_id": GONE}).status_code == 404
     services.store.write_recommendations({GONE: [("SKU00002", 0.9)], KEPT: [("SKU00002", 0.8)]}, model_version="2")
@@ -118,11 +110,11 @@ def test_after_erasure_events_are_refused_with_the_reason_and_reads_answer_as_fo
     pos = lived["pos"]
     assert service.delete(f"/v1/members/{GONE}", headers=lived["privacy"]).status_code == 200
     again = service.post("/v1/events", headers=pos, json=[register(GONE) | {"event_id": "reg-again"},
-                                                          purchase(GONE, "p9"), purchase(KEPT, "p10")]).json()
+                                                          purchase(GONE, event_id="p9"), purchase(KEPT, event_id="p10")]).json()
     assert again["accepted"] == 1 and [r["index"] for r in again["rejected"]] == [0, 1]
     assert all("erased at their request" in r["reason"] for r in again["rejected"])
 
-    publish_events(redis_client, [purchase(GONE, "p-stream")])
+    publish_events(redis_client, [purchase(GONE, event_id="p-stream")])
     assert EventStreamConsumer(services.store, consumer="c1", block_ms=10).run_once() == 1
     (_, rejected), = redis_client.xrange(REJECTED_EVENTS_STREAM)
     assert rejected["event_id"] == "p-stream" and "erased" in rejected["reason"]
@@ -155,7 +147,7 @@ def test_a_writer_that_still_caches_the_member_is_refused_by_the_commit_itself(
     assert writer.ingest([register(GONE)]).accepted == 1  # now in this writer's cache
     other = FeatureStore(redis_client, programme, clock=lambda: NOW)
     DataRights(redis_client, other).erase(GONE, actor="test")
-    result = writer.ingest([purchase(GONE, "p1")])
+    result = writer.ingest([purchase(GONE, event_id="p1")])
     assert result.accepted == 0 and "erased" in result.rejected[0].reason
     assert member_keys(redis_client, GONE) == [erased_marker_key(GONE)]  # on a cluster: the slot's keys
 

@@ -16,13 +16,12 @@ from typer.testing import CliRunner
 from engine.audit import AuditLog
 from engine.keys import API_KEYS
 from engine.settings import Settings, get_settings
-from serving.app import create_app
 from serving.auth import ApiKeys, parse_duration
 from serving.cli import app as cli
-from tests.conftest import NOW, dump_redis
-from tests.serving.conftest import bearer
+from tests.helpers.clock import NOW
+from tests.helpers.http import bearer, serve
+from tests.helpers.redis_dump import dump_redis
 from tools.chaos import wait_for
-from training.champions import ChampionModels
 
 
 class MovableClock:
@@ -42,9 +41,7 @@ def clock() -> MovableClock:
 
 @pytest.fixture
 def api(settings: Settings, redis_client: redis.Redis, clock: MovableClock) -> TestClient:
-    app = create_app(settings, redis_client=redis_client, clock=clock, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as client:
+    with serve(settings, redis_client, clock=clock) as client:
         yield client
 
 

@@ -57,6 +57,7 @@ def test_a_known_member_gets_churn_recommendations_and_model_versions(client: Te
     assert body["degraded"] is False
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_a_new_member_gets_the_first_order_coupon_with_the_reason(client: TestClient, pos) -> None:
     member = new_member(client, pos)
     body = ask(client, pos, member).json()
@@ -66,6 +67,7 @@ def test_a_new_member_gets_the_first_order_coupon_with_the_reason(client: TestCl
     assert any("orders_total" in c for c in offer["conditions"])
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_the_same_request_id_returns_the_same_answer_and_issues_nothing_twice(
     client: TestClient, pos, redis_client: redis.Redis
 ) -> None:
@@ -133,6 +135,7 @@ def test_when_redis_goes_away_answers_degrade_instead_of_failing(nbo_settings: S
     assert len(body["recommendations"]) == 5
 
 
+@pytest.mark.secure_redis  # also over a password and over TLS
 def test_a_region_key_sees_only_its_regions_members_even_on_a_retry(client: TestClient, pos, redis_client) -> None:
     member = new_member(client, pos)  # registered without a region
     client.post("/v1/events", headers=pos, json=[{"event_id": "p1", "type": "profile", "member_id": member,

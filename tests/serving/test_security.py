@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import random
-import re
 from collections import Counter
 from collections.abc import Iterator
 
@@ -26,6 +25,7 @@ from serving.console.session import SESSION_COOKIE
 from serving.json_logs import JsonFormatter
 from tests.helpers.events import register
 from tests.helpers.http import bearer
+from tests.helpers.personal_data import BIRTH_DATES, PHONES, in_clear
 from tests.helpers.redis_dump import dump_redis
 
 OFF5 = CouponTerms("OFF5", "amount_off", 5, valid_days=7)
@@ -102,18 +102,6 @@ def test_coupon_codes_carry_80_bits_from_the_csprng_uniformly() -> None:
 
 
 # --- personal data ---------------------------------------------------------------------------------
-
-PHONES = ["+86 138-0013-8000", "13912345678", "137 0013 7000"]
-BIRTH_DATES = ["1990-07-15", "1985-12-03"]
-
-
-def in_clear(text: str, secret: str) -> bool:
-    """Whether ``secret`` (a phone's digits or a date) appears in ``text``, with or without separators."""
-    digits = re.sub(r"\D", "", secret)
-    if len(digits) > 8:  # a phone: the national number, however it is spaced
-        digits = digits[-11:]
-    return re.search(r"[\s\-/.]?".join(digits), text) is not None
-
 
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:
