@@ -54,7 +54,8 @@ def rules_report(services: Services, key: ApiKey, since: date | None = None, unt
 
 
 def visible_audit_entries(services: Services, scope: Scope, action_prefix: str = "", limit: int = 100) -> list[dict]:
-    """The newest audit entries (of ``action_prefix``) that ``scope`` may see, newest first."""
+    """The newest audit entries (of ``action_prefix``) that ``scope`` may see, newest first (a scoped reader's are
+    looked for among the newest ``limit`` x 10)."""
     if scope.everything:
         return services.audit.recent(limit, action_prefix)
     entries = services.audit.recent(limit * 10, action_prefix)
