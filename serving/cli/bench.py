@@ -86,6 +86,25 @@ def bench_api(
     run_api_benchmark(members, days, rules, rate, seconds, Console(), compare=compare, connections=connections)
 
 
+@app.command("profile")
+def bench_profile(
+    kind: str = typer.Option("next-best-offer", help="next-best-offer, features or empty"),
+    seconds: float = typer.Option(15, help="how long py-spy samples"),
+    raw: str = typer.Option(None, help="also keep py-spy's raw stacks here (for a flame graph)"),
+    top: int = typer.Option(25, help="rows per table"),
+) -> None:
+    """py-spy on a server worker under wrk load: where one kind of request spends its time."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from tools.profile import profile_server
+
+    if kind not in ("next-best-offer", "features", "empty"):
+        raise typer.BadParameter("--kind is next-best-offer, features or empty")
+    profile_server(kind, seconds, Console(width=160), Path(raw) if raw else None, top)
+
+
 @app.command("soak")
 def bench_soak(
     minutes: float = typer.Option(10, help="how long the mixed traffic runs"),
