@@ -45,6 +45,18 @@ chromium:
 
 bench: bench-ingest
 
+# The API under wrk (Debian's package, installed here when missing and we may), one server worker on one
+# core and wrk on the other; `make bench-api COMPARE=feast` adds Feast's feature server in the same run.
+COMPARE ?=
+.PHONY: bench-api wrk
+bench-api: install wrk
+	$(BIN)/nbo bench api $(if $(COMPARE),--compare $(COMPARE))
+
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } >/dev/null 2>&1; } || \
+	  echo "wrk is not installed and could not be: nbo bench api needs it (apt-get install wrk)"
+
 bench-ingest: install
 	$(BIN)/nbo bench ingest
 

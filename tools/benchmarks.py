@@ -307,17 +307,19 @@ class BenchService:
         """The clock its servers run on (started at ``now``, else the real one)."""
         return clock_from_settings(self.settings())
 
-    def serve(self, workers: int = 1, **env: str) -> ServerProcess:
+    def serve(self, workers: int = 1, core: int | None = None, **env: str) -> ServerProcess:
         """Start ``nbo serve`` in another process on a free port (``env``: more variables, e.g.
-        ``NBO_MODEL_RELOAD_SECONDS="1"``); its output goes to a log file under ``root``."""
+        ``NBO_MODEL_RELOAD_SECONDS="1"``; ``core``: pinned to that CPU); its output goes to a log file under ``root``."""
         import os
         import sys
 
         from engine.redis_server import free_port
+        from tools.wrk import pinned
 
         port = free_port()
         log = self.root / f"server-{port}.log"
-        command = [sys.executable, "-m", "serving.cli", "serve", "--port", str(port), "--workers", str(workers)]
+        command = pinned([sys.executable, "-m", "serving.cli", "serve", "--port", str(port), "--workers", str(workers)],
+                         core)
         with open(log, "wb") as out:
             process = subprocess.Popen(command, env={**os.environ, **self.env, **env}, stdout=out,
                                        stderr=subprocess.STDOUT)
@@ -341,7 +343,8 @@ class BenchService:
         self.redis.stop()
 
 
-REPO_RULES = Path(__file__).resolve().parents[1] / "rules"
+REPO = Path(__file__).resolve().parents[1]
+REPO_RULES = REPO / "rules"
 
 
 @contextmanager
@@ -381,16 +384,28 @@ def demo_service(root: Path, console: Console, rule_files: list[Path] | None = N
 # --- nbo bench api ---------------------------------------------------------------------------
 
 
-def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds: float, console: Console) -> dict:
-    """next-best-offer against an empty endpoint of the same app, latency at a fixed rate, 1 and 2 workers.
+UNLIMITED_KEY = {"NBO_RATE_LIMITS__CHECKOUT__PER_SECOND": "1e6", "NBO_RATE_LIMITS__CHECKOUT__BURST": "2000000",
+                 "NBO_RATE_LIMITS__READS__PER_SECOND": "1e6", "NBO_RATE_LIMITS__READS__BURST": "2000000"}
+"""A server's environment in which the benchmark's one key never meets its rate limits (they still run)."""
 
-    The store holds the demo (2,000 members with 180 days, models trained on them) plus
-    ``members`` synthetic members with ``days`` of history; ``rules`` generated checkout rules
-    are added to the shipped ones. The load comes from this process; the server is another.
+
+def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds: float, console: Console,
+                      compare: str | None = None, connections: int = 32) -> dict:
+    """One server worker pinned to one core, ``wrk`` pinned to the other: the empty endpoint, the features
+    read and next-best-offer saturated, next-best-offer paced at ``rate``; with ``compare="feast"``, Feast's
+    feature server on the same core over the same feature vectors, loaded the same way.
+
+    The store holds the demo (2,000 members with 180 days, models trained on them) plus ``members``
+    synthetic members with ``days`` of history; ``rules`` generated checkout rules are added to the
+    shipped ones. Every figure of a table comes from this one run (compare ratios, not absolutes).
     """
-    from tools.load import fixed_rate, json_body, saturate
     from tools.rules_benchmark import SHIPPED_FILES, generated_rules
+    from tools.wrk import cores, run_wrk
 
+    available = cores()
+    server_core, load_core = (available[0], available[1]) if len(available) > 1 else (None, None)
+    results: dict = {"rules": rules, "connections": connections, "rate": rate, "seconds": seconds,
+                     "cores": {"server": server_core, "wrk": load_core}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "generated").mkdir()
@@ -399,55 +414,103 @@ def run_api_benchmark(members: int, days: int, rules: int, rate: float, seconds:
         with demo_service(root, console, [*(REPO_RULES / name for name in SHIPPED_FILES), generated],
                           members, days) as service:
             member_ids, skus = service.members, service.skus
-            rng = random.Random(5)
-            headers = {"Authorization": f"Bearer {service.key}"}
+            results["members"] = len(member_ids)
 
-            def offer_request(i: int) -> tuple[str, str, bytes]:
-                basket = [{"sku": rng.choice(skus), "qty": 1, "price": round(rng.uniform(3, 40), 1)}
-                          for _ in range(rng.randint(1, 4))]
-                return "POST", "/v1/next-best-offer", json_body(
-                    {"request_id": f"bench-{i}-{rng.random()}", "member_id": rng.choice(member_ids),
-                     "store_id": "S001", "channel": "pos", "basket": basket})
+            def load(port: int, kind: str, paced: float | None = None, lua: str | None = None, key: str = service.key):
+                run = run_wrk(f"http://127.0.0.1:{port}", kind, key, member_ids, skus, seconds,
+                              connections=connections, rate=paced, core=load_core, request_lua=lua)
+                console.print(f"  {kind}{' paced' if paced else ''}: {run.throughput:,.0f}/s, p50 {run.p50_us / 1000:.2f} ms, "
+                              f"p99 {run.p99_us / 1000:.2f} ms, non-2xx {run.non_2xx}, errors {run.errors}")
+                return run
 
-            def empty(i: int) -> tuple[str, str, None]:
-                return "GET", "/healthz", None
-
-            results: dict = {"rules": rules, "members": members + 2000}
-            for workers in (1, 2):
-                # One key drives the saturated runs: a budget above them, so the limiter is measured, not hit.
-                server = service.serve(workers, NBO_STREAM_CONSUMER="false", NBO_RATE_LIMITS__CHECKOUT__PER_SECOND="1e6",
-                                       NBO_RATE_LIMITS__CHECKOUT__BURST="2000000")
-                try:
-                    server.wait_ready()
-                    port = server.port
-                    saturate("127.0.0.1", port, headers, offer_request, 2, connections=8)  # warm up
-                    empty_run = saturate("127.0.0.1", port, headers, empty, seconds, connections=16)
-                    offers_run = saturate("127.0.0.1", port, headers, offer_request, seconds, connections=16)
-                    row = {"empty_rps": empty_run.throughput, "nbo_rps": offers_run.throughput,
-                           "nbo_statuses": offers_run.statuses}
-                    if workers == 1:
-                        paced = fixed_rate("127.0.0.1", port, headers, offer_request, rate, seconds, connections=64)
-                        row["paced"] = paced.summary()
-                    results[workers] = row
-                finally:
-                    server.stop()
-
-    one, two = results[1], results[2]
-    table = Table(title=f"nbo bench api ({rules} rules, {results['members']:,} members, 1,000-item catalogue)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_column("ratio", justify="right")
-    paced = one["paced"]
-    table.add_row(f"next-best-offer at {rate:.0f}/s, 1 worker: p50 / p99 ms", f"{paced['p50_ms']:.2f} / {paced['p99_ms']:.2f}",
-                  f"{paced['ok']}/{paced['sent']} ok")
-    table.add_row("empty endpoint, 1 worker, saturated / s", f"{one['empty_rps']:,.0f}", "1.00")
-    table.add_row("next-best-offer, 1 worker, saturated / s", f"{one['nbo_rps']:,.0f}",
-                  f"{one['nbo_rps'] / one['empty_rps']:.2f} of empty")
-    table.add_row("empty endpoint, 2 workers / s", f"{two['empty_rps']:,.0f}", f"{two['empty_rps'] / one['empty_rps']:.2f}x 1 worker")
-    table.add_row("next-best-offer, 2 workers / s", f"{two['nbo_rps']:,.0f}", f"{two['nbo_rps'] / one['nbo_rps']:.2f}x 1 worker")
-    console.print(table)
-    console.print(f"statuses: 1 worker {one['nbo_statuses']}, 2 workers {two['nbo_statuses']}")
+            # One key drives the saturated runs: budgets above them, so the limiter is measured, not hit.
+            server = service.serve(1, core=server_core, NBO_STREAM_CONSUMER="false", **UNLIMITED_KEY)
+            try:
+                server.wait_ready()
+                console.print(f"nbo serve, 1 worker on core {server_core}; wrk on core {load_core}, {connections} connections")
+                load(server.port, "next-best-offer")  # warm-up: caches, the allocator, the first answers
+                ours = {"empty": load(server.port, "empty"), "features": load(server.port, "features"),
+                        "next-best-offer": load(server.port, "next-best-offer"),
+                        "paced": load(server.port, "next-best-offer", paced=rate)}
+                _, sample = server.get_json(f"/v1/members/{member_ids[0]}/features", service.key)
+            finally:
+                server.stop()
+            results["nbo"] = {name: run.__dict__ for name, run in ours.items()}
+            if compare == "feast":
+                results["feast"] = _feast_side(service, member_ids, sample["features"], server_core, load, console)
+    _print_api_table(results, ours, rate, console)
     return results
+
+
+def _feast_side(service: BenchService, member_ids: list[str], sample: dict, core: int | None, load,
+                console: Console) -> dict:
+    """Feast's feature server over the same vectors (materialised into a Redis of its own), loaded alike."""
+    from engine.redis_server import free_port
+    from tools import feast_compare
+
+    python = feast_compare.feast_python(REPO / "var" / "bench" / "feast-venv", say=console.print)
+    store = FeatureStore(service.client(), Programme.from_settings(service.settings()), clock=service.clock())
+    vectors = {m: store.member_features(m) for m in member_ids}
+    frame = feast_compare.feast_frame(pd_frame(vectors))
+    redis_server = start_redis_server(service.root / "feast-redis")
+    try:
+        repo = feast_compare.write_repo(service.root / "feast-repo", frame, redis_server.port)
+        seconds = feast_compare.materialise(python, repo)
+        console.print(f"feast: {len(repo.features)} features of {len(frame):,} members materialised in {seconds:.1f} s")
+        port = free_port()
+        process = feast_compare.serve(python, repo, port, core, service.root / "feast.log")
+        try:
+            same = feast_compare.check_same_vector(port, repo, member_ids[0], sample)
+            console.print(f"feast answers {same} of {len(repo.features)} features equal to ours for {member_ids[0]}")
+            empty_lua = 'function request() return wrk.format("GET", "/health") end\n'
+            runs = {"empty": load(port, "feast empty", lua=empty_lua),
+                    "features": load(port, "feast features", lua=repo.request_lua())}
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    finally:
+        redis_server.stop()
+    return {"features_count": len(repo.features), "same_as_ours": same, **{k: r.__dict__ for k, r in runs.items()}}
+
+
+def pd_frame(vectors: dict[str, dict]):
+    import pandas as pd
+
+    return pd.DataFrame.from_dict(vectors, orient="index").rename_axis("member_id")
+
+
+def _print_api_table(results: dict, ours: dict, rate: float, console: Console) -> None:
+    empty = ours["empty"].throughput
+    table = Table(title=f"nbo bench api: 1 worker, {results['rules']} rules, {results['members']:,} members, "
+                        f"wrk -c{results['connections']} on its own core")
+    for column in ("measure", "per second", "ratio", "p50 / p99 ms"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+
+    def row(label: str, run, ratio: str) -> None:
+        table.add_row(label, f"{run.throughput:,.0f}", ratio, f"{run.p50_us / 1000:.2f} / {run.p99_us / 1000:.2f}")
+
+    row("empty endpoint (/healthz), saturated", ours["empty"], "1")
+    row("GET /v1/members/{id}/features, saturated", ours["features"], f"{ours['features'].throughput / empty:.2f} of empty")
+    row("POST /v1/next-best-offer, saturated", ours["next-best-offer"],
+        f"{ours['next-best-offer'].throughput / empty:.2f} of empty")
+    paced = ours["paced"]
+    row(f"next-best-offer offered {rate:.0f}/s", paced, f"{paced.throughput / rate:.2f} of offered")
+    feast = results.get("feast")
+    if feast:
+        from types import SimpleNamespace
+
+        f_empty, f_features = SimpleNamespace(**feast["empty"]), SimpleNamespace(**feast["features"])
+        f_empty.throughput = f_empty.requests / f_empty.seconds
+        f_features.throughput = f_features.requests / f_features.seconds
+        row("Feast feature server: empty endpoint (/health)", f_empty, f"{f_empty.throughput / empty:.2f} of ours")
+        row(f"Feast: get-online-features ({feast['features_count']} features)", f_features,
+            f"{f_features.throughput / f_empty.throughput:.2f} of its empty")
+        table.add_row("next-best-offer / Feast's features read", "", 
+                      f"{ours['next-best-offer'].throughput / f_features.throughput:.2f}x", "")
+        table.add_row("our features read / Feast's", "", f"{ours['features'].throughput / f_features.throughput:.2f}x", "")
+    console.print(table)
+    statuses = {k: (r.non_2xx, r.errors) for k, r in ours.items()}
+    console.print(f"non-2xx and socket errors per run: {statuses}")
 
 
 # --- a Redis Cluster next to a single Redis ---------------------------------------------------------

@@ -67,18 +67,42 @@ def bench_rules(
 
 @app.command("api")
 def bench_api(
-    members: int = typer.Option(100_000, help="synthetic members added to the demo's 2,000"),
+    members: int = typer.Option(0, help="synthetic members added to the demo's 2,000"),
     days: int = typer.Option(7, help="days of history for them"),
     rules: int = typer.Option(100, help="rules in all (the shipped ones plus generated checkout rules)"),
-    rate: float = typer.Option(500, help="requests per second for the latency figures"),
+    rate: float = typer.Option(500, help="requests per second offered for the paced run"),
     seconds: float = typer.Option(15, help="length of each measurement"),
+    connections: int = typer.Option(32, help="wrk connections"),
+    compare: str = typer.Option(None, help="'feast': Feast's feature server over the same vectors, in the same run"),
 ) -> None:
-    """next-best-offer latency at a fixed rate and throughput vs an empty endpoint, 1 and 2 workers."""
+    """One worker on one core, wrk on the other: empty endpoint, features read and next-best-offer saturated,
+    next-best-offer paced; ratios from one run (and Feast's feature server with --compare feast)."""
     from rich.console import Console
 
     from tools.benchmarks import run_api_benchmark
 
-    run_api_benchmark(members, days, rules, rate, seconds, Console())
+    if compare not in (None, "feast"):
+        raise typer.BadParameter("--compare takes 'feast'")
+    run_api_benchmark(members, days, rules, rate, seconds, Console(), compare=compare, connections=connections)
+
+
+@app.command("profile")
+def bench_profile(
+    kind: str = typer.Option("next-best-offer", help="next-best-offer, features or empty"),
+    seconds: float = typer.Option(15, help="how long py-spy samples"),
+    raw: str = typer.Option(None, help="also keep py-spy's raw stacks here (for a flame graph)"),
+    top: int = typer.Option(25, help="rows per table"),
+) -> None:
+    """py-spy on a server worker under wrk load: where one kind of request spends its time."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from tools.profile import profile_server
+
+    if kind not in ("next-best-offer", "features", "empty"):
+        raise typer.BadParameter("--kind is next-best-offer, features or empty")
+    profile_server(kind, seconds, Console(width=160), Path(raw) if raw else None, top)
 
 
 @app.command("soak")
