@@ -50,7 +50,7 @@ def read_raw(path: Path, top: int = 25) -> Profile:
 
 def profile_server(kind: str, seconds: float, console: Console, raw: Path | None = None, top: int = 25) -> Profile:
     """Profile ``nbo serve`` (one worker) under ``wrk`` load of ``kind`` requests for ``seconds``."""
-    from tools.benchmarks import REPO_RULES, demo_service
+    from tools.benchmarks import REPO_RULES, UNLIMITED_KEY, demo_service
     from tools.rules_benchmark import SHIPPED_FILES
     from tools.wrk import cores, run_wrk
 
@@ -63,7 +63,7 @@ def profile_server(kind: str, seconds: float, console: Console, raw: Path | None
         root = Path(tmp)
         out = raw or root / "stacks.raw"
         with demo_service(root, console, [REPO_RULES / name for name in SHIPPED_FILES]) as service:
-            server = service.serve(1, core=server_core, NBO_STREAM_CONSUMER="false")
+            server = service.serve(1, core=server_core, NBO_STREAM_CONSUMER="false", **UNLIMITED_KEY)
             try:
                 server.wait_ready()
                 url = f"http://127.0.0.1:{server.port}"
